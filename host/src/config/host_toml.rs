@@ -1,0 +1,365 @@
+//! `host.toml`: host.json in TOML, same keys, Azure's defaults.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, timespan};
+
+/// The host settings (host.json's structure and names).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct HostConfig {
+    /// Schema version; "2.0" as in host.json.
+    pub version: String,
+    /// How long one invocation may run ("hh:mm:ss"; Azure's default 00:05:00).
+    #[serde(deserialize_with = "timespan")]
+    pub function_timeout: Duration,
+    pub logging: Logging,
+    pub extensions: Extensions,
+    /// Limits of the WebAssembly sandbox (not in host.json: fnhost's own section).
+    pub wasm: WasmSection,
+    // host.json keys accepted so that a translated file loads, but without effect here.
+    extension_bundle: Option<toml::Value>,
+    aggregator: Option<toml::Value>,
+    health_monitor: Option<toml::Value>,
+    managed_dependency: Option<toml::Value>,
+    concurrency: Option<toml::Value>,
+    singleton: Option<toml::Value>,
+    watch_directories: Option<toml::Value>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            version: "2.0".into(),
+            function_timeout: Duration::from_secs(5 * 60),
+            logging: Logging::default(),
+            extensions: Extensions::default(),
+            wasm: WasmSection::default(),
+            extension_bundle: None,
+            aggregator: None,
+            health_monitor: None,
+            managed_dependency: None,
+            concurrency: None,
+            singleton: None,
+            watch_directories: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Logging {
+    /// `default = "Information"`, `Function = "Debug"`, ... (Trace, Debug,
+    /// Information, Warning, Error, Critical, None).
+    pub log_level: BTreeMap<String, String>,
+    application_insights: Option<toml::Value>,
+    file_logging_mode: Option<toml::Value>,
+    console: Option<toml::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Extensions {
+    pub http: HttpExtension,
+    pub queues: QueuesExtension,
+    pub blobs: BlobsExtension,
+    pub durable_task: DurableTaskExtension,
+}
+
+/// `[extensions.http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct HttpExtension {
+    /// Prefix of every HTTP function route; "" for none.
+    pub route_prefix: String,
+    /// Headers added to every HTTP response.
+    pub custom_headers: BTreeMap<String, String>,
+    max_outstanding_requests: Option<i64>,
+    max_concurrent_requests: Option<i64>,
+    dynamic_throttles_enabled: Option<bool>,
+    hsts: Option<toml::Value>,
+}
+
+impl Default for HttpExtension {
+    fn default() -> Self {
+        HttpExtension {
+            route_prefix: "api".into(),
+            custom_headers: BTreeMap::new(),
+            max_outstanding_requests: None,
+            max_concurrent_requests: None,
+            dynamic_throttles_enabled: None,
+            hsts: None,
+        }
+    }
+}
+
+/// `[extensions.queues]` (used by queue triggers).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct QueuesExtension {
+    pub batch_size: u32,
+    pub new_batch_threshold: Option<u32>,
+    pub max_dequeue_count: u32,
+    #[serde(deserialize_with = "timespan")]
+    pub max_polling_interval: Duration,
+    #[serde(deserialize_with = "timespan")]
+    pub visibility_timeout: Duration,
+    /// "base64" (Azure's default) or "none".
+    pub message_encoding: String,
+}
+
+impl Default for QueuesExtension {
+    fn default() -> Self {
+        QueuesExtension {
+            batch_size: 16,
+            new_batch_threshold: None,
+            max_dequeue_count: 5,
+            max_polling_interval: Duration::from_secs(60),
+            visibility_timeout: Duration::ZERO,
+            message_encoding: "base64".into(),
+        }
+    }
+}
+
+/// `[extensions.blobs]` (used by blob triggers).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct BlobsExtension {
+    /// Blobs processed at once; Azure's default is 8 per core.
+    pub max_degree_of_parallelism: Option<u32>,
+    pub poison_blob_threshold: Option<u32>,
+}
+
+/// `[extensions.durableTask]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct DurableTaskExtension {
+    pub hub_name: String,
+    /// Azure's default is 10 per core.
+    pub max_concurrent_activity_functions: Option<u32>,
+    /// Azure's default is 10 per core.
+    pub max_concurrent_orchestrator_functions: Option<u32>,
+    pub extended_sessions_enabled: bool,
+    pub storage_provider: StorageProvider,
+}
+
+impl Default for DurableTaskExtension {
+    fn default() -> Self {
+        DurableTaskExtension {
+            hub_name: "TestHubName".into(),
+            max_concurrent_activity_functions: None,
+            max_concurrent_orchestrator_functions: None,
+            extended_sessions_enabled: false,
+            storage_provider: StorageProvider::default(),
+        }
+    }
+}
+
+/// `[extensions.durableTask.storageProvider]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct StorageProvider {
+    /// Control queues; 1 to 16.
+    pub partition_count: u32,
+    pub control_queue_batch_size: u32,
+    #[serde(deserialize_with = "timespan")]
+    pub max_queue_polling_interval: Duration,
+    pub connection_name: Option<String>,
+}
+
+impl Default for StorageProvider {
+    fn default() -> Self {
+        StorageProvider {
+            partition_count: 4,
+            control_queue_batch_size: 32,
+            max_queue_polling_interval: Duration::from_secs(30),
+            connection_name: None,
+        }
+    }
+}
+
+/// `[wasm]`: fnhost's own section for the sandbox.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct WasmSection {
+    /// Linear memory one instance may grow to, in MiB.
+    pub max_memory_mb: u64,
+    /// Instances that may run at once (the pooling allocator's size); requests
+    /// beyond it wait.
+    pub max_instances: u32,
+    /// Where compiled components are cached (default `.host-cache` beside host.toml).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for WasmSection {
+    fn default() -> Self {
+        WasmSection {
+            max_memory_mb: 256,
+            max_instances: 1000,
+            cache_dir: None,
+        }
+    }
+}
+
+impl HostConfig {
+    /// Read `path`; a missing file means all defaults.
+    pub fn load(path: &Path) -> Result<HostConfig, ConfigError> {
+        if !path.exists() {
+            return Ok(HostConfig::default());
+        }
+        let (config, text): (HostConfig, String) = super::read_toml(path)?;
+        config.validate(path, &text)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            line: find_key_line(text, key),
+            message,
+        };
+        let p = self.extensions.durable_task.storage_provider.partition_count;
+        if !(1..=16).contains(&p) {
+            return Err(invalid(
+                "partitionCount",
+                format!("partitionCount is {p}; it must be between 1 and 16"),
+            ));
+        }
+        if self.function_timeout.is_zero() {
+            return Err(invalid(
+                "functionTimeout",
+                "functionTimeout must be more than zero".into(),
+            ));
+        }
+        let encoding = &self.extensions.queues.message_encoding;
+        if encoding != "base64" && encoding != "none" {
+            return Err(invalid(
+                "messageEncoding",
+                format!("messageEncoding is '{encoding}'; use \"base64\" or \"none\""),
+            ));
+        }
+        if self.wasm.max_memory_mb == 0 || self.wasm.max_instances == 0 {
+            return Err(invalid(
+                "wasm",
+                "[wasm] maxMemoryMB and maxInstances must be more than zero".into(),
+            ));
+        }
+        let hub = &self.extensions.durable_task.hub_name;
+        if !valid_hub_name(hub) {
+            return Err(invalid(
+                "hubName",
+                format!(
+                    "hubName '{hub}' is not valid: 3 to 45 letters and digits, starting with a letter"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// host.json keys present in the file that this host ignores.
+    pub fn ignored_keys(&self) -> Vec<&'static str> {
+        [
+            ("extensionBundle", self.extension_bundle.is_some()),
+            ("aggregator", self.aggregator.is_some()),
+            ("healthMonitor", self.health_monitor.is_some()),
+            ("managedDependency", self.managed_dependency.is_some()),
+            ("concurrency", self.concurrency.is_some()),
+            ("singleton", self.singleton.is_some()),
+            ("watchDirectories", self.watch_directories.is_some()),
+            (
+                "logging.applicationInsights",
+                self.logging.application_insights.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, present)| present.then_some(k))
+        .collect()
+    }
+}
+
+/// Task hub names become queue, table and container names: Azure allows 3–45
+/// alphanumerics starting with a letter.
+fn valid_hub_name(name: &str) -> bool {
+    (3..=45).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// The line where `key` is first assigned, for errors found after parsing.
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.starts_with(key) || l.starts_with(&format!("[{key}")) || l.contains(&format!("{key} ="))
+        })
+        .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HostConfig, ConfigError> {
+        let path = Path::new("host.toml");
+        let c: HostConfig = super::super::parse_toml(path, text)?;
+        c.validate(path, text)?;
+        Ok(c)
+    }
+
+    #[test]
+    fn empty_file_gives_azure_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.function_timeout, Duration::from_secs(300));
+        assert_eq!(c.extensions.http.route_prefix, "api");
+        assert_eq!(c.extensions.queues.batch_size, 16);
+        assert_eq!(c.extensions.queues.max_dequeue_count, 5);
+        assert_eq!(c.extensions.durable_task.storage_provider.partition_count, 4);
+    }
+
+    #[test]
+    fn translated_host_json_loads() {
+        let c = parse(
+            r#"
+version = "2.0"
+functionTimeout = "00:00:10"
+[logging.applicationInsights.samplingSettings]
+isEnabled = true
+[extensionBundle]
+id = "Microsoft.Azure.Functions.ExtensionBundle"
+version = "[2.*, 3.0.0)"
+[extensions.http]
+routePrefix = ""
+[extensions.durableTask]
+hubName = "DurableFuncDemo"
+[extensions.durableTask.storageProvider]
+partitionCount = 2
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.function_timeout, Duration::from_secs(10));
+        assert_eq!(c.extensions.http.route_prefix, "");
+        assert_eq!(c.extensions.durable_task.hub_name, "DurableFuncDemo");
+        assert_eq!(c.ignored_keys(), vec!["extensionBundle", "logging.applicationInsights"]);
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let e = parse("[extensions.http]\nroutPrefix = \"x\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("host.toml: TOML parse error at line 2"), "{e}");
+        assert!(e.contains("unknown field `routPrefix`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let e = parse("functionTimeout = \"5 minutes\"").unwrap_err().to_string();
+        assert!(e.contains("use \"hh:mm:ss\""), "{e}");
+        let e = parse("[extensions.durableTask.storageProvider]\npartitionCount = 17\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "host.toml line 2: partitionCount is 17; it must be between 1 and 16");
+    }
+}

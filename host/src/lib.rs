@@ -1,0 +1,6 @@
+//! fnhost: a serverless function host for WebAssembly components.
+//!
+//! Data flows one way: trigger → catalog lookup → runtime invoke. The runtime
+//! knows nothing of HTTP; triggers know nothing of wasmtime.
+
+pub mod config;
