@@ -4,3 +4,9 @@
 //! knows nothing of HTTP; triggers know nothing of wasmtime.
 
 pub mod config;
+pub mod runtime;
+pub mod catalog;
+pub mod console;
+pub mod triggers;
+pub mod builder;
+pub mod start;

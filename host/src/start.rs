@@ -1,0 +1,219 @@
+//! `host start`: load the configuration, the runtime and the functions, serve
+//! HTTP, watch for changes, and shut down gracefully.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use http::{HeaderName, HeaderValue};
+
+use crate::catalog::{self, Catalog, Change, FunctionEntry};
+use crate::config::{HostConfig, LocalSettings, Trigger};
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::triggers::http::{Cors, HttpSettings, HttpTrigger};
+
+/// Azure's default request body limit: 100 MB.
+const DEFAULT_BODY_LIMIT: u64 = 104_857_600;
+
+/// What `host start` was asked to do.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// The folder with host.toml and local.settings.toml.
+    pub script_root: PathBuf,
+    /// The functions directory (default `<script_root>/functions`).
+    pub functions: Option<PathBuf>,
+    /// Overrides `[Host] LocalHttpPort`; 0 picks a free port.
+    pub port: Option<u16>,
+    pub listen: IpAddr,
+    pub verbose: bool,
+    /// Build the function crates before serving.
+    pub build: bool,
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Run the host until Ctrl+C or SIGTERM.
+pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
+    let host = HostConfig::load(&opts.script_root.join("host.toml"))?;
+    let local = LocalSettings::load(&opts.script_root.join("local.settings.toml"))?;
+    let _console = crate::console::init(
+        opts.verbose,
+        host.logging.log_level.get("default").map(String::as_str),
+        host.logging.log_level.get("Function").map(String::as_str),
+    );
+    let say = |line: &str| tracing::info!(target: "console", "{line}");
+    say("");
+    say(&format!("fnhost {} (wasmtime 48)", env!("CARGO_PKG_VERSION")));
+    say("");
+    for key in host.ignored_keys() {
+        tracing::warn!("host.toml: '{key}' has no effect in this host and is ignored.");
+    }
+    let settings = local.app_settings(|k| std::env::var(k).ok());
+    for key in &settings.overridden {
+        tracing::info!(
+            "Skipping '{key}' from local.settings.toml as it's already defined in current environment variables."
+        );
+    }
+
+    let functions_dir = opts.functions.clone().unwrap_or_else(|| opts.script_root.join("functions"));
+    if !functions_dir.is_dir() {
+        anyhow::bail!(
+            "the functions directory {} does not exist: create it, or point --functions at the folder that holds \
+             your function folders",
+            functions_dir.display()
+        );
+    }
+    if opts.build {
+        let built = tokio::task::spawn_blocking({
+            let dir = functions_dir.clone();
+            move || crate::builder::build(&dir)
+        })
+        .await??;
+        tracing::info!("Built {} function component(s) in {}", built.len(), functions_dir.display());
+    }
+
+    let runtime = Runtime::new(RuntimeConfig {
+        function_timeout: host.function_timeout,
+        max_memory_bytes: (host.wasm.max_memory_mb << 20) as usize,
+        max_instances: host.wasm.max_instances,
+        cache_dir: opts
+            .cache_dir
+            .clone()
+            .or_else(|| host.wasm.cache_dir.clone())
+            .unwrap_or_else(|| opts.script_root.join(".host-cache")),
+        env: settings.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    })
+    .context("starting the WebAssembly runtime")?;
+
+    let catalog = Catalog::new(functions_dir.clone(), runtime.clone());
+    let changes = catalog.sync().await;
+
+    let port = opts.port.unwrap_or(local.host.local_http_port);
+    let addr = SocketAddr::new(opts.listen, port);
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "Port {port} is unavailable ({e}). Close the process using that port, or specify another port \
+             using --port."
+        )
+    })?;
+    let bound = listener.local_addr()?;
+    let base = base_url(bound);
+    let prefix = host.extensions.http.route_prefix.trim_matches('/').to_string();
+
+    say("Functions:");
+    say("");
+    for f in &catalog.table().functions {
+        say(&describe(f, &base, &prefix));
+        say("");
+    }
+    report_failures(&changes);
+    say("For detailed output, run host start with --verbose flag.");
+    tracing::info!("Listening on {base}");
+
+    let report = {
+        let (base, prefix) = (base.clone(), prefix.clone());
+        move |changes: Vec<Change>| {
+            for change in &changes {
+                match change {
+                    Change::Loaded { folder, functions, replaced } => {
+                        let verb = if *replaced { "Reloaded" } else { "Loaded" };
+                        tracing::info!("{verb} function folder '{folder}':");
+                        for f in functions {
+                            tracing::info!("{}", describe(f, &base, &prefix).trim_start());
+                        }
+                    }
+                    Change::Unloaded { folder } => tracing::info!("Unloaded function folder '{folder}'"),
+                    Change::Failed { .. } => {}
+                }
+            }
+            report_failures(&changes);
+        }
+    };
+    let _watcher = catalog::watch(catalog.clone(), report)
+        .with_context(|| format!("watching {} for changes", functions_dir.display()))?;
+
+    let http = HttpTrigger::new(
+        catalog.clone(),
+        runtime.clone(),
+        HttpSettings {
+            route_prefix: prefix,
+            max_body_bytes: settings
+                .get("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT")
+                .map(|v| v.parse().with_context(|| format!("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT '{v}' is not a number of bytes")))
+                .transpose()?
+                .unwrap_or(DEFAULT_BODY_LIMIT),
+            cors: local.host.cors.as_deref().and_then(|c| Cors::parse(c, local.host.cors_credentials)),
+            custom_headers: custom_headers(&host)?,
+        },
+    );
+    tracing::info!("Host started");
+    let finished = http.serve(listener, shutdown_signal(), host.function_timeout).await;
+    if finished {
+        tracing::info!("Host stopped: every invocation in flight finished. Goodbye.");
+    } else {
+        tracing::warn!(
+            "Host stopped: invocations still running after functionTimeout ({:?}) were abandoned.",
+            host.function_timeout
+        );
+    }
+    Ok(())
+}
+
+fn custom_headers(host: &HostConfig) -> anyhow::Result<Vec<(HeaderName, HeaderValue)>> {
+    host.extensions
+        .http
+        .custom_headers
+        .iter()
+        .map(|(k, v)| {
+            Ok((
+                HeaderName::from_bytes(k.as_bytes()).with_context(|| format!("host.toml: customHeaders '{k}' is not a valid header name"))?,
+                HeaderValue::from_str(v).with_context(|| format!("host.toml: customHeaders '{k}' has an invalid value"))?,
+            ))
+        })
+        .collect()
+}
+
+fn base_url(bound: SocketAddr) -> String {
+    let ip = bound.ip();
+    if ip.is_loopback() || ip.is_unspecified() {
+        format!("http://localhost:{}", bound.port())
+    } else {
+        format!("http://{bound}")
+    }
+}
+
+/// A function as `func start` lists it: `        hello: [GET,POST] http://localhost:7071/api/hello`.
+fn describe(f: &FunctionEntry, base: &str, prefix: &str) -> String {
+    match &f.trigger {
+        Trigger::Http { methods, route, .. } => {
+            let methods = methods.as_ref().map_or("GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS,TRACE".to_string(), |m| m.join(","));
+            let path = [prefix, route.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join("/");
+            format!("        {}: [{methods}] {base}/{path}", f.name)
+        }
+        other => format!("        {}: {}", f.name, other.type_name()),
+    }
+}
+
+fn report_failures(changes: &[Change]) {
+    for change in changes {
+        if let Change::Failed { folder, error } = change {
+            tracing::error!("Function folder '{folder}' is in error: {error}");
+        }
+    }
+}
+
+/// Resolves on Ctrl+C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("Stopping host: no new requests; waiting for the invocations in flight...");
+}

@@ -1,0 +1,279 @@
+//! The HTTP trigger: a hyper server that routes `/{routePrefix}/{route}` to
+//! httpTrigger functions, plus the host's admin endpoints.
+
+mod cors;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::catalog::Catalog;
+use crate::catalog::routes::RouteMatch;
+use crate::runtime::{self, InvokeError, Runtime};
+
+pub use cors::Cors;
+
+/// Reason Core Tools gives for HTTP-triggered invocations.
+const HTTP_REASON: &str = "This function was programmatically called via the host APIs.";
+
+/// Settings of the HTTP trigger.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// host.toml `extensions.http.routePrefix`, without slashes.
+    pub route_prefix: String,
+    /// Largest request body accepted (app setting `FUNCTIONS_REQUEST_BODY_SIZE_LIMIT`).
+    pub max_body_bytes: u64,
+    pub cors: Option<Cors>,
+    /// host.toml `extensions.http.customHeaders`.
+    pub custom_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// The HTTP trigger's shared state.
+pub struct HttpTrigger {
+    catalog: Arc<Catalog>,
+    runtime: Arc<Runtime>,
+    settings: HttpSettings,
+    started: Instant,
+    host_id: String,
+}
+
+type Body = Full<Bytes>;
+
+impl HttpTrigger {
+    pub fn new(catalog: Arc<Catalog>, runtime: Arc<Runtime>, settings: HttpSettings) -> Arc<HttpTrigger> {
+        Arc::new(HttpTrigger {
+            catalog,
+            runtime,
+            settings,
+            started: Instant::now(),
+            host_id: uuid::Uuid::new_v4().simple().to_string(),
+        })
+    }
+
+    /// Serve connections from `listener` until `shutdown` resolves; then stop
+    /// accepting and give in-flight requests up to `drain` to finish.
+    /// Returns whether every request finished in time.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>, drain: Duration) -> bool {
+        let graceful = GracefulShutdown::new();
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new())
+            // Slow-loris guard: headers must arrive within 30 s.
+            .header_read_timeout(Duration::from_secs(30));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off briefly.
+                            tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let this = self.clone();
+                    let service = service_fn(move |req| {
+                        let this = this.clone();
+                        async move { Ok::<_, Infallible>(this.handle(req, peer).await) }
+                    });
+                    let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!("connection from {peer}: {e}");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        tokio::time::timeout(drain, graceful.shutdown()).await.is_ok()
+    }
+
+    async fn handle(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+        let origin = req.headers().get(header::ORIGIN).cloned();
+        if let (Some(cors), Some(origin)) = (&self.settings.cors, &origin)
+            && let Some(preflight) = cors.preflight(req.method(), origin, req.headers())
+        {
+            return preflight;
+        }
+        let mut response = self.route(req).await;
+        let headers = response.headers_mut();
+        for (name, value) in &self.settings.custom_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        if let (Some(cors), Some(origin)) = (&self.settings.cors, &origin) {
+            cors.decorate(origin, headers);
+        }
+        response
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        if path.eq_ignore_ascii_case("/admin/host/status") {
+            return self.host_status(req.method());
+        }
+        let segments: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+            .collect();
+        let prefix: Vec<&str> = self.settings.route_prefix.split('/').filter(|s| !s.is_empty()).collect();
+        let under_prefix = segments.len() >= prefix.len()
+            && prefix.iter().zip(&segments).all(|(p, s)| p.eq_ignore_ascii_case(s));
+        if !under_prefix {
+            return error(StatusCode::NOT_FOUND, format!("no function at {path}"));
+        }
+        let table = self.catalog.table();
+        let (function, params) = match table.router.find(req.method().as_str(), &segments[prefix.len()..]) {
+            RouteMatch::Found { function, params } => (function, params),
+            RouteMatch::NotFound => return error(StatusCode::NOT_FOUND, format!("no function at {path}")),
+            RouteMatch::MethodNotAllowed(allowed) => {
+                let mut r = error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{} is not allowed at {path}; allowed: {}", req.method(), allowed.join(", ")),
+                );
+                if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+                    r.headers_mut().insert(header::ALLOW, v);
+                }
+                return r;
+            }
+        };
+        drop(table);
+
+        let request = match self.to_wit(req, params).await {
+            Ok(r) => r,
+            Err(response) => return response,
+        };
+        let invocation = super::invocation(&function.name);
+        super::log_executing(&invocation, HTTP_REASON);
+        let started = Instant::now();
+        let result = self.runtime.invoke_http(&function.component, &invocation, request).await;
+        let response = result.and_then(|r| from_wit(r).map_err(InvokeError::Trap));
+        match response {
+            Ok(response) => {
+                super::log_executed(&invocation, None, started.elapsed());
+                response
+            }
+            Err(e) => {
+                super::log_executed(&invocation, Some(&e), started.elapsed());
+                json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &json!({
+                        "error": format!("function '{}' failed: {}", invocation.function, e.summary()),
+                        "function": &*invocation.function,
+                        "invocationId": &*invocation.id,
+                    }),
+                )
+            }
+        }
+    }
+
+    /// The request as the guest sees it; an error response for a body over the limit.
+    async fn to_wit(&self, req: Request<Incoming>, params: Vec<(String, String)>) -> Result<runtime::HttpRequest, Response<Body>> {
+        let limit = self.settings.max_body_bytes;
+        let too_large = || {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is over the limit of {limit} bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT)"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, limit as usize).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+            Err(e) => return Err(error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))),
+        };
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let query = parts
+            .uri
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        Ok(runtime::HttpRequest {
+            method: parts.method.as_str().to_string(),
+            url: format!("http://{host}{path_and_query}"),
+            path: parts.uri.path().to_string(),
+            query,
+            params,
+            headers,
+            body: body.to_vec(),
+        })
+    }
+
+    /// `GET /admin/host/status`: the host's health, as Azure Functions answers it.
+    fn host_status(&self, method: &Method) -> Response<Body> {
+        if method != Method::GET && method != Method::HEAD {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "use GET".into());
+        }
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "id": self.host_id,
+                "state": "Running",
+                "version": env!("CARGO_PKG_VERSION"),
+                "processUptime": self.started.elapsed().as_millis() as u64,
+                "functions": self.catalog.table().functions.len(),
+            }),
+        )
+    }
+}
+
+/// The guest's response as an HTTP response; an invalid status or header is an error.
+fn from_wit(r: runtime::HttpResponse) -> Result<Response<Body>, String> {
+    let status = StatusCode::from_u16(r.status).map_err(|_| format!("the function returned an invalid status {}", r.status))?;
+    let mut response = Response::new(Full::new(Bytes::from(r.body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    for (name, value) in r.headers {
+        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("the function returned an invalid header name '{name}'"))?;
+        let v = HeaderValue::from_str(&value).map_err(|_| format!("the function returned an invalid value for header '{name}'"))?;
+        headers.append(n, v);
+    }
+    Ok(response)
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    r
+}
+
+/// Errors are JSON too: `{"error": "..."}`.
+fn error(status: StatusCode, message: String) -> Response<Body> {
+    json_response(status, &json!({ "error": message }))
+}
