@@ -187,6 +187,7 @@ impl Default for StorageProvider {
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct WasmSection {
     /// Linear memory one instance may grow to, in MiB.
+    #[serde(rename = "maxMemoryMB")]
     pub max_memory_mb: u64,
     /// Instances that may run at once (the pooling allocator's size); requests
     /// beyond it wait.

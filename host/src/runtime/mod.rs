@@ -277,7 +277,12 @@ impl Runtime {
         } else if state.memory_exhausted {
             InvokeError::OutOfMemory(self.config.max_memory_bytes >> 20)
         } else {
-            InvokeError::Trap(format!("{error:#}"))
+            // The wasm backtrace is for --verbose; the console line gets the reason.
+            tracing::debug!("{} ({}): {error:?}", state.function(), state.invocation_id());
+            match error.downcast_ref::<wasmtime::Trap>() {
+                Some(trap) => InvokeError::Trap(format!("wasm trap: {trap}")),
+                None => InvokeError::Trap(format!("{error}")),
+            }
         }
     }
 }

@@ -38,6 +38,16 @@ impl HostState {
     }
 }
 
+impl HostState {
+    pub(super) fn function(&self) -> &str {
+        &self.invocation.function
+    }
+
+    pub(super) fn invocation_id(&self) -> &str {
+        &self.invocation.id
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
