@@ -11,7 +11,10 @@ use support::{Project, get};
 #[test]
 fn trap_timeout_and_oom_are_500s_and_the_host_keeps_serving() {
     let p = Project::with(&["hello", "misbehave"]);
-    p.write("host.toml", "functionTimeout = \"00:00:02\"\n[wasm]\nmaxMemoryMB = 64\n");
+    p.write(
+        "host.toml",
+        "functionTimeout = \"00:00:02\"\n[wasm]\nmaxMemoryMB = 64\n",
+    );
     let host = p.start(&[]);
 
     let failure = |path: &str| {
@@ -23,21 +26,39 @@ fn trap_timeout_and_oom_are_500s_and_the_host_keeps_serving() {
     };
 
     let (error, id) = failure("/api/trap");
-    assert!(error.contains("function 'trap' failed: the function trapped"), "{error}");
+    assert!(
+        error.contains("function 'trap' failed: the function trapped"),
+        "{error}"
+    );
     let out = host.output();
-    assert!(out.contains(&format!("Executed 'Functions.trap' (Failed, Id={id}")), "{out}");
+    assert!(
+        out.contains(&format!("Executed 'Functions.trap' (Failed, Id={id}")),
+        "{out}"
+    );
     assert!(out.contains("wasm trap:"), "{out}");
-    assert!(out.contains(&format!("[trap {}] this function always fails", &id[..8])), "guest stderr is shown:\n{out}");
+    assert!(
+        out.contains(&format!("[trap {}] this function always fails", &id[..8])),
+        "guest stderr is shown:\n{out}"
+    );
 
     let started = Instant::now();
     let (error, id) = failure("/api/spin");
     let took = started.elapsed();
     assert!(error.contains("ran past functionTimeout (2s)"), "{error}");
-    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(10), "stopped after {took:?}");
-    assert!(host.output().contains(&format!("Executed 'Functions.spin' (Failed, Id={id}")));
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "stopped after {took:?}"
+    );
+    assert!(
+        host.output()
+            .contains(&format!("Executed 'Functions.spin' (Failed, Id={id}"))
+    );
 
     let (error, _) = failure("/api/oom");
-    assert!(error.contains("exceeded its memory limit of 64 MiB"), "{error}");
+    assert!(
+        error.contains("exceeded its memory limit of 64 MiB"),
+        "{error}"
+    );
 
     // Everything still works, in parallel with a guest that spins.
     let spinning = std::thread::spawn({

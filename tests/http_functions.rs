@@ -36,11 +36,21 @@ fn samples_and_echo_over_http() {
     // hello: query string, JSON body, neither.
     assert_eq!(
         get(&host.url("/api/hello?name=Ada")),
-        (200, "Hello, Ada. This HTTP triggered function executed successfully.".into())
+        (
+            200,
+            "Hello, Ada. This HTTP triggered function executed successfully.".into()
+        )
     );
-    let r = c.post(host.url("/api/hello")).json(&json!({"name": "Bob"})).send().unwrap();
+    let r = c
+        .post(host.url("/api/hello"))
+        .json(&json!({"name": "Bob"}))
+        .send()
+        .unwrap();
     assert_eq!(r.headers()["x-powered-by"], "fnhost");
-    assert_eq!(r.text().unwrap(), "Hello, Bob. This HTTP triggered function executed successfully.");
+    assert_eq!(
+        r.text().unwrap(),
+        "Hello, Bob. This HTTP triggered function executed successfully."
+    );
     let (status, body) = get(&host.url("/api/HELLO"));
     assert_eq!(status, 200);
     assert!(body.contains("Pass a name in the query string"), "{body}");
@@ -49,19 +59,38 @@ fn samples_and_echo_over_http() {
     let (status, body) = get(&host.url("/api/items/42?tag=a&tag=b+c"));
     assert_eq!(status, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v, json!({"id": 42, "name": "item-42", "tags": ["a", "b c"]}));
-    assert_eq!(get(&host.url("/api/items/forty-two")).0, 404, "the int constraint rejects text");
+    assert_eq!(
+        v,
+        json!({"id": 42, "name": "item-42", "tags": ["a", "b c"]})
+    );
+    assert_eq!(
+        get(&host.url("/api/items/forty-two")).0,
+        404,
+        "the int constraint rejects text"
+    );
 
     // greet: optional parameter, JSON in and out, a 400 from the function.
     let greet = |path: &str, body: Value| {
         let r = c.post(host.url(path)).json(&body).send().unwrap();
         (r.status().as_u16(), r.json::<Value>().unwrap())
     };
-    assert_eq!(greet("/api/greet", json!({"name": "Ada"})), (200, json!({"message": "Hello, Ada!", "lang": "en"})));
-    assert_eq!(greet("/api/greet/fr", json!({"name": "Ada"})), (200, json!({"message": "Bonjour, Ada!", "lang": "fr"})));
+    assert_eq!(
+        greet("/api/greet", json!({"name": "Ada"})),
+        (200, json!({"message": "Hello, Ada!", "lang": "en"}))
+    );
+    assert_eq!(
+        greet("/api/greet/fr", json!({"name": "Ada"})),
+        (200, json!({"message": "Bonjour, Ada!", "lang": "fr"}))
+    );
     let (status, v) = greet("/api/greet/fr", json!({"nom": "Ada"}));
     assert_eq!(status, 400);
-    assert!(v["error"].as_str().unwrap().contains("missing field `name`"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `name`"),
+        "{v}"
+    );
 
     // echo: everything reaches the guest, status and headers come back.
     let r = c
@@ -76,23 +105,55 @@ fn samples_and_echo_over_http() {
     assert_eq!(v["method"], "PUT");
     assert_eq!(v["path"], "/api/echo/first%20part/7");
     assert_eq!(v["params"], json!([["a", "first part"], ["b", "7"]]));
-    assert_eq!(v["query"], json!([["x", "1"], ["y", "two words"], ["y", "3"]]));
+    assert_eq!(
+        v["query"],
+        json!([["x", "1"], ["y", "two words"], ["y", "3"]])
+    );
     assert_eq!(v["body"], "raw body");
-    assert!(v["url"].as_str().unwrap().ends_with("/api/echo/first%20part/7?x=1&y=two+words&y=3"), "{v}");
-    assert!(v["headers"].as_array().unwrap().contains(&json!(["x-custom", "abc"])), "{v}");
+    assert!(
+        v["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/api/echo/first%20part/7?x=1&y=two+words&y=3"),
+        "{v}"
+    );
+    assert!(
+        v["headers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["x-custom", "abc"])),
+        "{v}"
+    );
     let r = c.get(host.url("/api/echo/a?status=418")).send().unwrap();
     assert_eq!(r.status(), 418);
-    assert_eq!(r.json::<Value>().unwrap()["params"], json!([["a", "a"]]), "optional {{b:int?}} left out");
+    assert_eq!(
+        r.json::<Value>().unwrap()["params"],
+        json!([["a", "a"]]),
+        "optional {{b:int?}} left out"
+    );
 
     // App settings are environment variables; the host's environment wins.
-    assert_eq!(get(&host.url("/api/env?name=GREETING")), (200, "from the file".into()));
-    assert_eq!(get(&host.url("/api/env?name=OVERRIDDEN")), (200, "from the environment".into()));
-    assert_eq!(get(&host.url("/api/env?name=PATH")).0, 404, "the host's own environment stays private");
+    assert_eq!(
+        get(&host.url("/api/env?name=GREETING")),
+        (200, "from the file".into())
+    );
+    assert_eq!(
+        get(&host.url("/api/env?name=OVERRIDDEN")),
+        (200, "from the environment".into())
+    );
+    assert_eq!(
+        get(&host.url("/api/env?name=PATH")).0,
+        404,
+        "the host's own environment stays private"
+    );
 
     // Health.
     let (status, body) = get(&host.url("/admin/host/status"));
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["state"], "Running");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["state"],
+        "Running"
+    );
 
     // The console: the function list, then a line per invocation start and end.
     let out = host.output();
@@ -104,13 +165,24 @@ fn samples_and_echo_over_http() {
         format!("        get_item: [GET] http://localhost:{port}/api/items/{{id:int}}"),
         format!("        greet: [POST] http://localhost:{port}/api/greet/{{lang?}}"),
     ] {
-        assert!(out.lines().any(|l| l == line), "missing {line:?} in:\n{out}");
+        assert!(
+            out.lines().any(|l| l == line),
+            "missing {line:?} in:\n{out}"
+        );
     }
-    let executing = out.lines().find(|l| l.contains("Executing 'Functions.hello' (Reason=")).unwrap();
+    let executing = out
+        .lines()
+        .find(|l| l.contains("Executing 'Functions.hello' (Reason="))
+        .unwrap();
     let id = executing.split("Id=").nth(1).unwrap().trim_end_matches(')');
-    assert!(out.contains(&format!("[hello {}] greeting Ada", &id[..8])), "the guest's log line is tagged:\n{out}");
     assert!(
-        out.lines().any(|l| l.contains(&format!("Executed 'Functions.hello' (Succeeded, Id={id}, Duration="))),
+        out.contains(&format!("[hello {}] greeting Ada", &id[..8])),
+        "the guest's log line is tagged:\n{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.contains(&format!(
+            "Executed 'Functions.hello' (Succeeded, Id={id}, Duration="
+        ))),
         "{out}"
     );
 }
@@ -123,20 +195,35 @@ fn bad_requests_get_404_405_413() {
 
     let (status, body) = get(&host.url("/api/nothing-here"));
     assert_eq!(status, 404);
-    assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string(), "{body}");
+    assert!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"].is_string(),
+        "{body}"
+    );
     assert_eq!(get(&host.url("/not-under-the-prefix")).0, 404);
 
     let r = c.delete(host.url("/api/hello")).send().unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET, POST");
 
-    let r = c.post(host.url("/api/echo/big")).body(vec![b'x'; 1025]).send().unwrap();
+    let r = c
+        .post(host.url("/api/echo/big"))
+        .body(vec![b'x'; 1025])
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 413);
-    let r = c.post(host.url("/api/echo/fits")).body(vec![b'x'; 1024]).send().unwrap();
+    let r = c
+        .post(host.url("/api/echo/fits"))
+        .body(vec![b'x'; 1024])
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     // A chunked body has no Content-Length: the limit holds while reading.
     let chunks = futures_like_stream(2048);
-    let r = c.post(host.url("/api/echo/chunked")).body(reqwest::blocking::Body::new(chunks)).send().unwrap();
+    let r = c
+        .post(host.url("/api/echo/chunked"))
+        .body(reqwest::blocking::Body::new(chunks))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 413);
 }
 
@@ -158,12 +245,26 @@ fn cors_follows_local_settings() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example");
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
     assert_eq!(r.headers()["access-control-allow-methods"], "POST");
     assert_eq!(r.headers()["access-control-allow-headers"], "content-type");
 
-    let r = c.get(host.url("/api/hello")).header("Origin", "https://app.example").send().unwrap();
-    assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example");
-    let r = c.get(host.url("/api/hello")).header("Origin", "https://evil.example").send().unwrap();
+    let r = c
+        .get(host.url("/api/hello"))
+        .header("Origin", "https://app.example")
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let r = c
+        .get(host.url("/api/hello"))
+        .header("Origin", "https://evil.example")
+        .send()
+        .unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }

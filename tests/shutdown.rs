@@ -16,9 +16,15 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
     });
     host.wait_for("Executing 'Functions.slow'", Duration::from_secs(30));
     let status = host.terminate(Duration::from_secs(30));
-    assert_eq!(in_flight.join().unwrap(), (200, "slept 2000 ms".to_string()));
+    assert_eq!(
+        in_flight.join().unwrap(),
+        (200, "slept 2000 ms".to_string())
+    );
     assert!(status.success(), "{status}: {}", host.output());
     let out = host.output();
     assert!(out.contains("Stopping host"), "{out}");
-    assert!(out.contains("Host stopped: every invocation in flight finished."), "{out}");
+    assert!(
+        out.contains("Host stopped: every invocation in flight finished."),
+        "{out}"
+    );
 }

@@ -45,13 +45,24 @@ pub fn build(functions_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     let status = cmd.status().context("running cargo")?;
     if !status.success() {
-        bail!("building the function crates in {} failed (cargo's errors are above)", functions_dir.display());
+        bail!(
+            "building the function crates in {} failed (cargo's errors are above)",
+            functions_dir.display()
+        );
     }
     let mut written = Vec::new();
     for c in &crates {
-        let built = target_dir.join(TARGET).join("release").join(format!("{}.wasm", c.lib));
-        let dest = c.folder.join(c.component.clone().unwrap_or_else(|| format!("{}.wasm", c.lib)));
-        let bytes = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
+        let built = target_dir
+            .join(TARGET)
+            .join("release")
+            .join(format!("{}.wasm", c.lib));
+        let dest = c.folder.join(
+            c.component
+                .clone()
+                .unwrap_or_else(|| format!("{}.wasm", c.lib)),
+        );
+        let bytes =
+            std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
         // Unchanged components are not rewritten: a running host would reload them.
         if std::fs::read(&dest).ok().as_deref() != Some(&bytes[..]) {
             let tmp = dest.with_extension("wasm.tmp");
@@ -76,9 +87,15 @@ fn find_crates(dir: &Path) -> anyhow::Result<Vec<Crate>> {
         if !manifest.is_file() {
             continue;
         }
-        let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
-        let doc: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
-        let Some(package) = doc.get("package").and_then(|p| p.get("name")).and_then(|n| n.as_str()) else {
+        let text = std::fs::read_to_string(&manifest)
+            .with_context(|| format!("reading {}", manifest.display()))?;
+        let doc: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
+        let Some(package) = doc
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+        else {
             continue;
         };
         let lib = doc
@@ -89,7 +106,11 @@ fn find_crates(dir: &Path) -> anyhow::Result<Vec<Crate>> {
         let component = std::fs::read_to_string(folder.join("function.toml"))
             .ok()
             .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
-            .and_then(|t| t.get("component").and_then(|c| c.as_str()).map(str::to_string));
+            .and_then(|t| {
+                t.get("component")
+                    .and_then(|c| c.as_str())
+                    .map(str::to_string)
+            });
         crates.push(Crate {
             folder,
             package: package.to_string(),
@@ -128,9 +149,13 @@ fn ensure_target() -> anyhow::Result<()> {
         }
     }
     tracing::info!(target: "console", "Installing the {TARGET} target (rustup target add {TARGET})...");
-    let status = Command::new("rustup").args(["target", "add", TARGET]).status();
+    let status = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status();
     match status {
         Ok(s) if s.success() => Ok(()),
-        _ => bail!("the {TARGET} target is missing and rustup could not add it: run `rustup target add {TARGET}`"),
+        _ => bail!(
+            "the {TARGET} target is missing and rustup could not add it: run `rustup target add {TARGET}`"
+        ),
     }
 }

@@ -16,9 +16,21 @@ use tracing_subscriber::registry::LookupSpan;
 /// Set up the console. `verbose` shows debug lines of the host and the
 /// functions; `function_level` is host.toml's `logging.logLevel.Function`.
 /// `RUST_LOG` overrides both. Keep the guard alive until exit: it flushes.
-pub fn init(verbose: bool, default_level: Option<&str>, function_level: Option<&str>) -> WorkerGuard {
-    let host = if verbose { "debug" } else { default_level.and_then(azure_level).unwrap_or("info") };
-    let function = if verbose { "debug" } else { function_level.and_then(azure_level).unwrap_or(host) };
+pub fn init(
+    verbose: bool,
+    default_level: Option<&str>,
+    function_level: Option<&str>,
+) -> WorkerGuard {
+    let host = if verbose {
+        "debug"
+    } else {
+        default_level.and_then(azure_level).unwrap_or("info")
+    };
+    let function = if verbose {
+        "debug"
+    } else {
+        function_level.and_then(azure_level).unwrap_or(host)
+    };
     let directives = format!("warn,console=info,host={host},function={function}");
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));
     // A writer thread keeps console I/O off the request path.
@@ -102,7 +114,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut fields);
         // `target: "console"` lines are printed as they are (banners, lists).

@@ -51,8 +51,17 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Start { port, listen, verbose, functions, script_root, build, cache_dir } => {
-            tokio::runtime::Runtime::new().map_err(anyhow::Error::from).and_then(|rt| {
+        Command::Start {
+            port,
+            listen,
+            verbose,
+            functions,
+            script_root,
+            build,
+            cache_dir,
+        } => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
                 rt.block_on(host::start::run(host::start::StartOptions {
                     script_root,
                     functions,
@@ -62,8 +71,7 @@ fn main() -> ExitCode {
                     build,
                     cache_dir,
                 }))
-            })
-        }
+            }),
         Command::Build { functions } => host::builder::build(&functions).map(|built| {
             for path in built {
                 println!("built {}", path.display());

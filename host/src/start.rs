@@ -42,7 +42,10 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
     );
     let say = |line: &str| tracing::info!(target: "console", "{line}");
     say("");
-    say(&format!("fnhost {} (wasmtime 48)", env!("CARGO_PKG_VERSION")));
+    say(&format!(
+        "fnhost {} (wasmtime 48)",
+        env!("CARGO_PKG_VERSION")
+    ));
     say("");
     for key in host.ignored_keys() {
         tracing::warn!("host.toml: '{key}' has no effect in this host and is ignored.");
@@ -54,7 +57,10 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
         );
     }
 
-    let functions_dir = opts.functions.clone().unwrap_or_else(|| opts.script_root.join("functions"));
+    let functions_dir = opts
+        .functions
+        .clone()
+        .unwrap_or_else(|| opts.script_root.join("functions"));
     if !functions_dir.is_dir() {
         anyhow::bail!(
             "the functions directory {} does not exist: create it, or point --functions at the folder that holds \
@@ -68,7 +74,11 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
             move || crate::builder::build(&dir)
         })
         .await??;
-        tracing::info!("Built {} function component(s) in {}", built.len(), functions_dir.display());
+        tracing::info!(
+            "Built {} function component(s) in {}",
+            built.len(),
+            functions_dir.display()
+        );
     }
 
     let runtime = Runtime::new(RuntimeConfig {
@@ -80,7 +90,11 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
             .clone()
             .or_else(|| host.wasm.cache_dir.clone())
             .unwrap_or_else(|| opts.script_root.join(".host-cache")),
-        env: settings.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        env: settings
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     })
     .context("starting the WebAssembly runtime")?;
 
@@ -97,7 +111,12 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
     })?;
     let bound = listener.local_addr()?;
     let base = base_url(bound);
-    let prefix = host.extensions.http.route_prefix.trim_matches('/').to_string();
+    let prefix = host
+        .extensions
+        .http
+        .route_prefix
+        .trim_matches('/')
+        .to_string();
 
     say("Functions:");
     say("");
@@ -114,14 +133,20 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
         move |changes: Vec<Change>| {
             for change in &changes {
                 match change {
-                    Change::Loaded { folder, functions, replaced } => {
+                    Change::Loaded {
+                        folder,
+                        functions,
+                        replaced,
+                    } => {
                         let verb = if *replaced { "Reloaded" } else { "Loaded" };
                         tracing::info!("{verb} function folder '{folder}':");
                         for f in functions {
                             tracing::info!("{}", describe(f, &base, &prefix).trim_start());
                         }
                     }
-                    Change::Unloaded { folder } => tracing::info!("Unloaded function folder '{folder}'"),
+                    Change::Unloaded { folder } => {
+                        tracing::info!("Unloaded function folder '{folder}'")
+                    }
                     Change::Failed { .. } => {}
                 }
             }
@@ -138,15 +163,25 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
             route_prefix: prefix,
             max_body_bytes: settings
                 .get("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT")
-                .map(|v| v.parse().with_context(|| format!("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT '{v}' is not a number of bytes")))
+                .map(|v| {
+                    v.parse().with_context(|| {
+                        format!("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT '{v}' is not a number of bytes")
+                    })
+                })
                 .transpose()?
                 .unwrap_or(DEFAULT_BODY_LIMIT),
-            cors: local.host.cors.as_deref().and_then(|c| Cors::parse(c, local.host.cors_credentials)),
+            cors: local
+                .host
+                .cors
+                .as_deref()
+                .and_then(|c| Cors::parse(c, local.host.cors_credentials)),
             custom_headers: custom_headers(&host)?,
         },
     );
     tracing::info!("Host started");
-    let finished = http.serve(listener, shutdown_signal(), host.function_timeout).await;
+    let finished = http
+        .serve(listener, shutdown_signal(), host.function_timeout)
+        .await;
     if finished {
         tracing::info!("Host stopped: every invocation in flight finished. Goodbye.");
     } else {
@@ -165,8 +200,12 @@ fn custom_headers(host: &HostConfig) -> anyhow::Result<Vec<(HeaderName, HeaderVa
         .iter()
         .map(|(k, v)| {
             Ok((
-                HeaderName::from_bytes(k.as_bytes()).with_context(|| format!("host.toml: customHeaders '{k}' is not a valid header name"))?,
-                HeaderValue::from_str(v).with_context(|| format!("host.toml: customHeaders '{k}' has an invalid value"))?,
+                HeaderName::from_bytes(k.as_bytes()).with_context(|| {
+                    format!("host.toml: customHeaders '{k}' is not a valid header name")
+                })?,
+                HeaderValue::from_str(v).with_context(|| {
+                    format!("host.toml: customHeaders '{k}' has an invalid value")
+                })?,
             ))
         })
         .collect()
@@ -185,8 +224,16 @@ fn base_url(bound: SocketAddr) -> String {
 fn describe(f: &FunctionEntry, base: &str, prefix: &str) -> String {
     match &f.trigger {
         Trigger::Http { methods, route, .. } => {
-            let methods = methods.as_ref().map_or("GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS,TRACE".to_string(), |m| m.join(","));
-            let path = [prefix, route.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join("/");
+            let methods = methods.as_ref().map_or(
+                "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS,TRACE".to_string(),
+                |m| m.join(","),
+            );
+            let path = [prefix, route.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/");
             format!("        {}: [{methods}] {base}/{path}", f.name)
         }
         other => format!("        {}: {}", f.name, other.type_name()),

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn host_bin() -> &'static str {
@@ -43,7 +46,11 @@ pub fn components() -> &'static Path {
 pub fn folder(name: &str) -> PathBuf {
     let root = components();
     let sample = root.join("functions").join(name);
-    if sample.is_dir() { sample } else { root.join("tests/fixtures").join(name) }
+    if sample.is_dir() {
+        sample
+    } else {
+        root.join("tests/fixtures").join(name)
+    }
 }
 
 /// Copy a function folder's function.toml and .wasm into `dest` (the way a user deploys).
@@ -105,7 +112,11 @@ impl Project {
             .arg(self.root())
             .output()
             .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         (out.status, text)
     }
 }
@@ -208,13 +219,19 @@ impl Host {
 
     /// SIGTERM, then wait for the exit (at most `deadline`).
     pub fn terminate(&mut self, deadline: Duration) -> ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let end = Instant::now() + deadline;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < end, "host did not exit within {deadline:?} of SIGTERM:\n{}", self.output());
+            assert!(
+                Instant::now() < end,
+                "host did not exit within {deadline:?} of SIGTERM:\n{}",
+                self.output()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -241,7 +258,10 @@ pub fn poll<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>)
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -132,9 +132,10 @@ impl Catalog {
             let runtime = self.runtime.clone();
             let folder_name = name.clone();
             async move {
-                let result = tokio::task::spawn_blocking(move || load_folder(&runtime, &folder_name, &path))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("loading panicked: {e}")));
+                let result =
+                    tokio::task::spawn_blocking(move || load_folder(&runtime, &folder_name, &path))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("loading panicked: {e}")));
                 (name, fingerprint, result)
             }
         });
@@ -161,7 +162,10 @@ impl Catalog {
                 Err(error) => {
                     // A broken replacement keeps the working version serving.
                     loaded.failed.insert(name.clone(), fingerprint);
-                    changes.push(Change::Failed { folder: name, error });
+                    changes.push(Change::Failed {
+                        folder: name,
+                        error,
+                    });
                 }
             }
         }
@@ -175,10 +179,19 @@ impl Catalog {
 }
 
 fn build_table(folders: &BTreeMap<String, Folder>) -> FunctionTable {
-    let mut functions: Vec<Arc<FunctionEntry>> =
-        folders.values().flat_map(|f| f.functions.iter().cloned()).collect();
-    functions.sort_by(|a, b| a.name.to_ascii_lowercase().cmp(&b.name.to_ascii_lowercase()));
-    let routes = folders.values().flat_map(|f| f.routes.iter().cloned()).collect();
+    let mut functions: Vec<Arc<FunctionEntry>> = folders
+        .values()
+        .flat_map(|f| f.functions.iter().cloned())
+        .collect();
+    functions.sort_by(|a, b| {
+        a.name
+            .to_ascii_lowercase()
+            .cmp(&b.name.to_ascii_lowercase())
+    });
+    let routes = folders
+        .values()
+        .flat_map(|f| f.routes.iter().cloned())
+        .collect();
     FunctionTable {
         functions,
         router: Router::new(routes),
@@ -204,13 +217,18 @@ fn scan(dir: &Path) -> BTreeMap<String, (PathBuf, Fingerprint)> {
 
 fn fingerprint(folder: &Path) -> Fingerprint {
     let mut h = DefaultHasher::new();
-    std::fs::read(folder.join("function.toml")).ok().hash(&mut h);
+    std::fs::read(folder.join("function.toml"))
+        .ok()
+        .hash(&mut h);
     let mut wasm: Vec<(String, u64, Option<std::time::SystemTime>)> = wasm_files(folder)
         .into_iter()
         .map(|p| {
             let meta = std::fs::metadata(&p).ok();
             (
-                p.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
                 meta.as_ref().map_or(0, |m| m.len()),
                 meta.and_then(|m| m.modified().ok()),
             )
@@ -235,7 +253,11 @@ fn wasm_files(folder: &Path) -> Vec<PathBuf> {
 }
 
 /// Load one folder: function.toml, its component, the exports its triggers need.
-fn load_folder(runtime: &Runtime, folder: &str, path: &Path) -> Result<(Vec<Arc<FunctionEntry>>, Vec<Route>), String> {
+fn load_folder(
+    runtime: &Runtime,
+    folder: &str,
+    path: &Path,
+) -> Result<(Vec<Arc<FunctionEntry>>, Vec<Route>), String> {
     let toml_path = path.join("function.toml");
     let file = FunctionFile::load(&toml_path).map_err(|e| e.to_string())?;
     let wasm = match &file.component {
@@ -279,11 +301,16 @@ fn load_folder(runtime: &Runtime, folder: &str, path: &Path) -> Result<(Vec<Arc<
         match &def.trigger {
             Trigger::Http { methods, route, .. } => {
                 component
-                    .require_export(runtime::HTTP_INTERFACE, &format!("httpTrigger function '{}'", def.name))
+                    .require_export(
+                        runtime::HTTP_INTERFACE,
+                        &format!("httpTrigger function '{}'", def.name),
+                    )
                     .map_err(|e| e.to_string())?;
                 let template = RouteTemplate::parse(route).map_err(|e| format!("{at}: {e}"))?;
                 if let Some(first) = template.first_literal()
-                    && ["admin", "runtime"].iter().any(|r| first.eq_ignore_ascii_case(r))
+                    && ["admin", "runtime"]
+                        .iter()
+                        .any(|r| first.eq_ignore_ascii_case(r))
                 {
                     return Err(format!(
                         "{at}: route '{route}' starts with '{first}', which the host reserves for its own APIs"
@@ -329,7 +356,11 @@ fn check_conflicts(
     }
     for (other_name, other) in folders.iter().filter(|(n, _)| n.as_str() != name) {
         for f in functions {
-            if other.functions.iter().any(|o| o.name.eq_ignore_ascii_case(&f.name)) {
+            if other
+                .functions
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(&f.name))
+            {
                 return Err(format!(
                     "function '{}' is already defined by folder '{other_name}'; function names must be unique",
                     f.name
@@ -346,7 +377,11 @@ fn check_conflicts(
 }
 
 fn clash_message(a: &Route, b: &Route) -> String {
-    let methods = |r: &Route| r.methods.as_ref().map_or("all methods".to_string(), |m| m.join(","));
+    let methods = |r: &Route| {
+        r.methods
+            .as_ref()
+            .map_or("all methods".to_string(), |m| m.join(","))
+    };
     format!(
         "function '{}' (route '{}', {}) clashes with function '{}' of folder '{}' (route '{}', {}): \
          give one of them another route or other methods",

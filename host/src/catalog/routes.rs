@@ -69,8 +69,14 @@ impl Segment {
     fn rank(&self) -> u8 {
         match self {
             Segment::Literal(_) => 0,
-            Segment::Param { constraint: Some(_), optional: false, .. } => 1,
-            Segment::Param { optional: false, .. } => 2,
+            Segment::Param {
+                constraint: Some(_),
+                optional: false,
+                ..
+            } => 1,
+            Segment::Param {
+                optional: false, ..
+            } => 2,
             Segment::Param { .. } => 3,
             Segment::CatchAll(_) => 4,
         }
@@ -81,8 +87,16 @@ impl Segment {
         match (self, other) {
             (Segment::Literal(a), Segment::Literal(b)) => a.eq_ignore_ascii_case(b),
             (
-                Segment::Param { constraint: c1, optional: o1, .. },
-                Segment::Param { constraint: c2, optional: o2, .. },
+                Segment::Param {
+                    constraint: c1,
+                    optional: o1,
+                    ..
+                },
+                Segment::Param {
+                    constraint: c2,
+                    optional: o2,
+                    ..
+                },
             ) => c1 == c2 && o1 == o2,
             (Segment::CatchAll(_), Segment::CatchAll(_)) => true,
             _ => false,
@@ -102,16 +116,24 @@ impl RouteTemplate {
         let text = text.trim_matches('/');
         let mut segments = Vec::new();
         let mut names: Vec<String> = Vec::new();
-        let parts: Vec<&str> = if text.is_empty() { vec![] } else { text.split('/').collect() };
+        let parts: Vec<&str> = if text.is_empty() {
+            vec![]
+        } else {
+            text.split('/').collect()
+        };
         for (i, part) in parts.iter().enumerate() {
             let last = i + 1 == parts.len();
             if part.is_empty() {
                 return Err(format!("route '{text}' has an empty segment ('//')"));
             }
-            let segment = if let Some(inner) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            let segment = if let Some(inner) =
+                part.strip_prefix('{').and_then(|p| p.strip_suffix('}'))
+            {
                 if let Some(name) = inner.strip_prefix('*') {
                     if !last {
-                        return Err(format!("route '{text}': the catch-all {{*{name}}} must be the last segment"));
+                        return Err(format!(
+                            "route '{text}': the catch-all {{*{name}}} must be the last segment"
+                        ));
                     }
                     check_name(text, name)?;
                     Segment::CatchAll(name.to_string())
@@ -163,7 +185,9 @@ impl RouteTemplate {
                 .iter()
                 .any(|s| !matches!(s, Segment::Param { optional: true, .. }))
         {
-            return Err(format!("route '{text}': only the last segments may be optional"));
+            return Err(format!(
+                "route '{text}': only the last segments may be optional"
+            ));
         }
         Ok(RouteTemplate {
             text: text.to_string(),
@@ -186,7 +210,11 @@ impl RouteTemplate {
     /// Whether both templates match exactly the same paths.
     pub fn same_shape(&self, other: &RouteTemplate) -> bool {
         self.segments.len() == other.segments.len()
-            && self.segments.iter().zip(&other.segments).all(|(a, b)| a.same_shape(b))
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| a.same_shape(b))
     }
 
     /// Match decoded path segments; the route parameters on success.
@@ -200,7 +228,11 @@ impl RouteTemplate {
                         return None;
                     }
                 }
-                Segment::Param { name, constraint, optional } => match parts.get(i) {
+                Segment::Param {
+                    name,
+                    constraint,
+                    optional,
+                } => match parts.get(i) {
                     Some(v) => {
                         if constraint.is_some_and(|c| !c.accepts(v)) {
                             return None;
@@ -223,7 +255,9 @@ impl RouteTemplate {
 
 fn check_name(text: &str, name: &str) -> Result<(), String> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("route '{text}': '{name}' is not a valid parameter name"));
+        return Err(format!(
+            "route '{text}': '{name}' is not a valid parameter name"
+        ));
     }
     Ok(())
 }
@@ -239,7 +273,9 @@ pub struct Route {
 
 impl Route {
     fn allows(&self, method: &str) -> bool {
-        self.methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m == method))
+        self.methods
+            .as_ref()
+            .is_none_or(|ms| ms.iter().any(|m| m == method))
     }
 
     /// Whether this route and `other` would both answer some request.
@@ -311,7 +347,10 @@ mod tests {
     use super::*;
 
     fn segs(path: &str) -> Vec<String> {
-        path.split('/').filter(|s| !s.is_empty()).map(String::from).collect()
+        path.split('/')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
     }
 
     fn m(t: &str, path: &str) -> Option<Vec<(String, String)>> {
@@ -319,7 +358,12 @@ mod tests {
     }
 
     fn p(pairs: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
-        Some(pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect())
+        Some(
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -333,7 +377,10 @@ mod tests {
         assert_eq!(m("greet/{lang?}", "greet/fr"), p(&[("lang", "fr")]));
         assert_eq!(m("files/{*rest}", "files/a/b/c"), p(&[("rest", "a/b/c")]));
         assert_eq!(m("files/{*rest}", "files"), p(&[("rest", "")]));
-        assert_eq!(m("x/{g:guid}", "x/6f9619ff-8b86-d011-b42d-00cf4fc964ff"), p(&[("g", "6f9619ff-8b86-d011-b42d-00cf4fc964ff")]));
+        assert_eq!(
+            m("x/{g:guid}", "x/6f9619ff-8b86-d011-b42d-00cf4fc964ff"),
+            p(&[("g", "6f9619ff-8b86-d011-b42d-00cf4fc964ff")])
+        );
         assert_eq!(m("x/{b:bool}", "x/True"), p(&[("b", "True")]));
         assert_eq!(m("", ""), p(&[]));
     }
@@ -359,11 +406,26 @@ mod tests {
 
     #[test]
     fn precedence_prefers_literals_then_constraints() {
-        let mut ts = ["items/{*all}", "items/{id?}", "items/{id}", "items/{id:int}", "items/new"]
-            .map(|t| RouteTemplate::parse(t).unwrap())
-            .to_vec();
+        let mut ts = [
+            "items/{*all}",
+            "items/{id?}",
+            "items/{id}",
+            "items/{id:int}",
+            "items/new",
+        ]
+        .map(|t| RouteTemplate::parse(t).unwrap())
+        .to_vec();
         ts.sort_by_key(|t| t.precedence());
         let order: Vec<String> = ts.iter().map(|t| t.to_string()).collect();
-        assert_eq!(order, ["items/new", "items/{id:int}", "items/{id}", "items/{id?}", "items/{*all}"]);
+        assert_eq!(
+            order,
+            [
+                "items/new",
+                "items/{id:int}",
+                "items/{id}",
+                "items/{id?}",
+                "items/{*all}"
+            ]
+        );
     }
 }

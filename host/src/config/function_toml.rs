@@ -396,10 +396,18 @@ trigger = { type = "blobTrigger", path = "weather-results/{name}", connection = 
     fn unknown_keys_carry_toml_position() {
         let e = parse("[[functions]]\nname = \"a\"\ntriger = { type = \"httpTrigger\" }\n")
             .unwrap_err();
-        assert!(e.starts_with("functions/x/function.toml: TOML parse error at line 3"), "{e}");
+        assert!(
+            e.starts_with("functions/x/function.toml: TOML parse error at line 3"),
+            "{e}"
+        );
         assert!(e.contains("unknown field `triger`"), "{e}");
-        let e = parse("[[functions]]\nname = \"a\"\ntrigger = { type = \"httpTrigger\", rout = \"x\" }\n")
-            .unwrap_err();
-        assert!(e.contains("line 3") && e.contains("unknown field `rout`"), "{e}");
+        let e = parse(
+            "[[functions]]\nname = \"a\"\ntrigger = { type = \"httpTrigger\", rout = \"x\" }\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("line 3") && e.contains("unknown field `rout`"),
+            "{e}"
+        );
     }
 }

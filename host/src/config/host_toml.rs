@@ -223,7 +223,11 @@ impl HostConfig {
             line: find_key_line(text, key),
             message,
         };
-        let p = self.extensions.durable_task.storage_provider.partition_count;
+        let p = self
+            .extensions
+            .durable_task
+            .storage_provider
+            .partition_count;
         if !(1..=16).contains(&p) {
             return Err(invalid(
                 "partitionCount",
@@ -295,7 +299,9 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
     text.lines()
         .position(|l| {
             let l = l.trim_start();
-            l.starts_with(key) || l.starts_with(&format!("[{key}")) || l.contains(&format!("{key} ="))
+            l.starts_with(key)
+                || l.starts_with(&format!("[{key}"))
+                || l.contains(&format!("{key} ="))
         })
         .map(|i| i + 1)
 }
@@ -318,7 +324,10 @@ mod tests {
         assert_eq!(c.extensions.http.route_prefix, "api");
         assert_eq!(c.extensions.queues.batch_size, 16);
         assert_eq!(c.extensions.queues.max_dequeue_count, 5);
-        assert_eq!(c.extensions.durable_task.storage_provider.partition_count, 4);
+        assert_eq!(
+            c.extensions.durable_task.storage_provider.partition_count,
+            4
+        );
     }
 
     #[test]
@@ -344,23 +353,36 @@ partitionCount = 2
         assert_eq!(c.function_timeout, Duration::from_secs(10));
         assert_eq!(c.extensions.http.route_prefix, "");
         assert_eq!(c.extensions.durable_task.hub_name, "DurableFuncDemo");
-        assert_eq!(c.ignored_keys(), vec!["extensionBundle", "logging.applicationInsights"]);
+        assert_eq!(
+            c.ignored_keys(),
+            vec!["extensionBundle", "logging.applicationInsights"]
+        );
     }
 
     #[test]
     fn unknown_key_names_line() {
-        let e = parse("[extensions.http]\nroutPrefix = \"x\"\n").unwrap_err().to_string();
-        assert!(e.starts_with("host.toml: TOML parse error at line 2"), "{e}");
+        let e = parse("[extensions.http]\nroutPrefix = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("host.toml: TOML parse error at line 2"),
+            "{e}"
+        );
         assert!(e.contains("unknown field `routPrefix`"), "{e}");
     }
 
     #[test]
     fn bad_values_are_explained() {
-        let e = parse("functionTimeout = \"5 minutes\"").unwrap_err().to_string();
+        let e = parse("functionTimeout = \"5 minutes\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("use \"hh:mm:ss\""), "{e}");
         let e = parse("[extensions.durableTask.storageProvider]\npartitionCount = 17\n")
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "host.toml line 2: partitionCount is 17; it must be between 1 and 16");
+        assert_eq!(
+            e,
+            "host.toml line 2: partitionCount is 17; it must be between 1 and 16"
+        );
     }
 }

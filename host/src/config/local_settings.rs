@@ -148,7 +148,10 @@ CORS = "*"
         assert_eq!(s.host.local_http_port, 7072);
         assert_eq!(s.host.cors.as_deref(), Some("*"));
         let app = s.app_settings(|_| None);
-        assert_eq!(app.get("AzureWebJobsStorage"), Some("UseDevelopmentStorage=true"));
+        assert_eq!(
+            app.get("AzureWebJobsStorage"),
+            Some("UseDevelopmentStorage=true")
+        );
         assert_eq!(app.get("RETRIES"), Some("3"));
         assert!(app.overridden.is_empty());
     }
@@ -164,13 +167,17 @@ CORS = "*"
 
     #[test]
     fn errors_name_file_and_line() {
-        let e = parse("[Values]\nA = \"x\"\nB = [1, 2]\n").unwrap_err().to_string();
+        let e = parse("[Values]\nA = \"x\"\nB = [1, 2]\n")
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "local.settings.toml line 3: [Values] B must be a string, number or boolean (app \
              settings are environment variables)"
         );
-        let e = parse("[Host]\nLocalHttpPort = \"seven\"\n").unwrap_err().to_string();
+        let e = parse("[Host]\nLocalHttpPort = \"seven\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2"), "{e}");
         let e = parse("IsEncrypted = true").unwrap_err().to_string();
         assert!(e.contains("IsEncrypted = false"), "{e}");

@@ -40,7 +40,9 @@ pub enum ConfigError {
 }
 
 /// Read and parse a TOML file into `T`.
-pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(T, String), ConfigError> {
+pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<(T, String), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
@@ -49,7 +51,10 @@ pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(
     Ok((value, text))
 }
 
-pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: path.to_owned(),
         message: e.to_string().trim_end().to_string(),
@@ -95,8 +100,14 @@ mod tests {
     fn timespans_parse_like_azure() {
         assert_eq!(parse_timespan("00:05:00"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_timespan("01:00:30"), Ok(Duration::from_secs(3630)));
-        assert_eq!(parse_timespan("1.00:00:00"), Ok(Duration::from_secs(86_400)));
-        assert_eq!(parse_timespan("00:00:01.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_timespan("1.00:00:00"),
+            Ok(Duration::from_secs(86_400))
+        );
+        assert_eq!(
+            parse_timespan("00:00:01.5"),
+            Ok(Duration::from_millis(1500))
+        );
         assert!(parse_timespan("5m").is_err());
         assert!(parse_timespan("00:61:00").is_err());
     }

@@ -18,7 +18,11 @@ fn entry(engine: &Engine, dir: &Path, wasm: &[u8]) -> (PathBuf, String) {
     let hash = hex(&Sha256::digest(wasm));
     let mut h = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
-    let name = format!("{hash}-wasmtime{}-{:016x}.cwasm", wasmtime_version(), h.finish());
+    let name = format!(
+        "{hash}-wasmtime{}-{:016x}.cwasm",
+        wasmtime_version(),
+        h.finish()
+    );
     (dir.join(name), hash)
 }
 
@@ -32,7 +36,11 @@ pub fn is_cached(engine: &Engine, dir: &Path, wasm: &[u8]) -> bool {
 }
 
 /// The compiled component and the hex SHA-256 of `wasm`.
-pub fn load_or_compile(engine: &Engine, dir: &Path, wasm: &[u8]) -> anyhow::Result<(Component, String)> {
+pub fn load_or_compile(
+    engine: &Engine,
+    dir: &Path,
+    wasm: &[u8],
+) -> anyhow::Result<(Component, String)> {
     let (path, hash) = entry(engine, dir, wasm);
     if path.exists() {
         // SAFETY: the file was written by `Component::serialize` of an engine
@@ -40,12 +48,18 @@ pub fn load_or_compile(engine: &Engine, dir: &Path, wasm: &[u8]) -> anyhow::Resu
         // wasmtime checks the header again before mapping it.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(c) => return Ok((c, hash)),
-            Err(e) => tracing::warn!("compile cache entry {} is unusable ({e}); recompiling", path.display()),
+            Err(e) => tracing::warn!(
+                "compile cache entry {} is unusable ({e}); recompiling",
+                path.display()
+            ),
         }
     }
     let component = Component::new(engine, wasm)?;
     if let Err(e) = store(&path, &component) {
-        tracing::warn!("cannot write the compile cache at {}: {e:#}", path.display());
+        tracing::warn!(
+            "cannot write the compile cache at {}: {e:#}",
+            path.display()
+        );
     }
     Ok((component, hash))
 }

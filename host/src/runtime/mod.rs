@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, InstancePre, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 
 pub use state::HostState;
 
@@ -27,8 +29,8 @@ pub mod bindings {
     });
 }
 
-pub use bindings::fnhost::function::types::{HttpRequest, HttpResponse};
 use bindings::exports::fnhost::function::http::GuestIndices as HttpIndices;
+pub use bindings::fnhost::function::types::{HttpRequest, HttpResponse};
 
 /// The exported interface that `httpTrigger` functions need.
 pub const HTTP_INTERFACE: &str = "fnhost:function/http@0.1.0";
@@ -113,7 +115,11 @@ pub struct Component {
 
 impl Component {
     /// Check that the component exports `interface` (one of the `*_INTERFACE` names).
-    pub fn require_export(&self, interface: &'static str, needed_by: &str) -> Result<(), LoadError> {
+    pub fn require_export(
+        &self,
+        interface: &'static str,
+        needed_by: &str,
+    ) -> Result<(), LoadError> {
         let present = match interface {
             HTTP_INTERFACE => self.http.is_ok(),
             _ => false,
@@ -202,10 +208,12 @@ impl Runtime {
             path: path.to_owned(),
             source,
         })?;
-        let (component, hash) = cache::load_or_compile(&self.engine, &self.config.cache_dir, &bytes)
-            .map_err(|e| LoadError::Invalid {
-                path: path.to_owned(),
-                reason: format!("{e:#}"),
+        let (component, hash) =
+            cache::load_or_compile(&self.engine, &self.config.cache_dir, &bytes).map_err(|e| {
+                LoadError::Invalid {
+                    path: path.to_owned(),
+                    reason: format!("{e:#}"),
+                }
             })?;
         let pre = self
             .linker
@@ -239,7 +247,11 @@ impl Runtime {
             return Err(InvokeError::NotExported(HTTP_INTERFACE));
         };
         // Waits only when max_instances invocations already run.
-        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let mut store = self.store(invocation);
         let result = async {
             let instance = component.pre.instantiate_async(&mut store).await?;
@@ -278,7 +290,11 @@ impl Runtime {
             InvokeError::OutOfMemory(self.config.max_memory_bytes >> 20)
         } else {
             // The wasm backtrace is for --verbose; the console line gets the reason.
-            tracing::debug!("{} ({}): {error:?}", state.function(), state.invocation_id());
+            tracing::debug!(
+                "{} ({}): {error:?}",
+                state.function(),
+                state.invocation_id()
+            );
             match error.downcast_ref::<wasmtime::Trap>() {
                 Some(trap) => InvokeError::Trap(format!("wasm trap: {trap}")),
                 None => InvokeError::Trap(format!("{error}")),

@@ -47,8 +47,12 @@ impl GuestOutput {
         let text = text.trim_end_matches('\r');
         let (f, id) = (&*self.function, &*self.invocation);
         match self.stream {
-            Stream::Stdout => tracing::info!(target: "function", function = f, invocation = id, "{text}"),
-            Stream::Stderr => tracing::error!(target: "function", function = f, invocation = id, "{text}"),
+            Stream::Stdout => {
+                tracing::info!(target: "function", function = f, invocation = id, "{text}")
+            }
+            Stream::Stderr => {
+                tracing::error!(target: "function", function = f, invocation = id, "{text}")
+            }
         }
     }
 }
@@ -127,7 +131,11 @@ impl Pollable for LineWriter {
 }
 
 impl AsyncWrite for LineWriter {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.get_mut().push(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -21,7 +21,11 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub(super) fn new(invocation: &Invocation, env: &[(String, String)], max_memory_bytes: usize) -> Self {
+    pub(super) fn new(
+        invocation: &Invocation,
+        env: &[(String, String)],
+        max_memory_bytes: usize,
+    ) -> Self {
         let wasi = WasiCtx::builder()
             .envs(env)
             .stdout(GuestOutput::new(invocation, Stream::Stdout))
@@ -58,7 +62,12 @@ impl WasiView for HostState {
 }
 
 impl ResourceLimiter for HostState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.max_memory_bytes;
         if !allowed {
             self.memory_exhausted = true;
@@ -66,7 +75,12 @@ impl ResourceLimiter for HostState {
         Ok(allowed)
     }
 
-    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(true)
     }
 }
@@ -76,11 +90,21 @@ impl LogHost for HostState {
         let f = &*self.invocation.function;
         let id = &*self.invocation.id;
         match level {
-            Level::Trace => tracing::trace!(target: "function", function = f, invocation = id, "{message}"),
-            Level::Debug => tracing::debug!(target: "function", function = f, invocation = id, "{message}"),
-            Level::Info => tracing::info!(target: "function", function = f, invocation = id, "{message}"),
-            Level::Warn => tracing::warn!(target: "function", function = f, invocation = id, "{message}"),
-            Level::Error => tracing::error!(target: "function", function = f, invocation = id, "{message}"),
+            Level::Trace => {
+                tracing::trace!(target: "function", function = f, invocation = id, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "function", function = f, invocation = id, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(target: "function", function = f, invocation = id, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "function", function = f, invocation = id, "{message}")
+            }
+            Level::Error => {
+                tracing::error!(target: "function", function = f, invocation = id, "{message}")
+            }
         }
     }
 }

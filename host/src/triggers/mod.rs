@@ -26,7 +26,11 @@ pub fn log_executing(invocation: &Invocation, reason: &str) {
 }
 
 /// `Executed 'Functions.hello' (Succeeded, Id=..., Duration=3ms)`.
-pub fn log_executed(invocation: &Invocation, error: Option<&dyn std::fmt::Display>, took: Duration) {
+pub fn log_executed(
+    invocation: &Invocation,
+    error: Option<&dyn std::fmt::Display>,
+    took: Duration,
+) {
     let ms = took.as_millis();
     match error {
         None => tracing::info!(

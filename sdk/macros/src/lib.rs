@@ -2,9 +2,7 @@
 
 use proc_macro::TokenStream;
 use quote::{format_ident, quote};
-use syn::{
-    Ident, ItemFn, LitStr, Token, parse::Parser, parse_macro_input, punctuated::Punctuated,
-};
+use syn::{Ident, ItemFn, LitStr, Token, parse::Parser, parse_macro_input, punctuated::Punctuated};
 
 /// Marks a function as an `httpTrigger` function.
 ///

@@ -32,12 +32,19 @@ impl Cors {
     }
 
     fn allows(&self, origin: &HeaderValue) -> bool {
-        let Ok(origin) = origin.to_str() else { return false };
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
         self.any || self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
     }
 
     /// Answer a preflight request (`OPTIONS` with `Access-Control-Request-Method`).
-    pub fn preflight(&self, method: &Method, origin: &HeaderValue, headers: &HeaderMap) -> Option<Response<Body>> {
+    pub fn preflight(
+        &self,
+        method: &Method,
+        origin: &HeaderValue,
+        headers: &HeaderMap,
+    ) -> Option<Response<Body>> {
         if method != Method::OPTIONS {
             return None;
         }
@@ -51,7 +58,10 @@ impl Cors {
             if let Some(asked) = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
                 h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
             }
-            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("86400"),
+            );
         }
         Some(r)
     }
@@ -70,7 +80,10 @@ impl Cors {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
         headers.append(header::VARY, HeaderValue::from_static("Origin"));
         if self.credentials {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
         }
     }
 }
@@ -86,10 +99,14 @@ mod tests {
         assert!(c.allows(&HeaderValue::from_static("https://b.example")));
         assert!(!c.allows(&HeaderValue::from_static("https://c.example")));
         let mut h = HeaderMap::new();
-        Cors::parse("*", false).unwrap().decorate(&HeaderValue::from_static("https://x"), &mut h);
+        Cors::parse("*", false)
+            .unwrap()
+            .decorate(&HeaderValue::from_static("https://x"), &mut h);
         assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
         let mut h = HeaderMap::new();
-        Cors::parse("*", true).unwrap().decorate(&HeaderValue::from_static("https://x"), &mut h);
+        Cors::parse("*", true)
+            .unwrap()
+            .decorate(&HeaderValue::from_static("https://x"), &mut h);
         assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://x");
     }
 }

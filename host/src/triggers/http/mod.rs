@@ -52,7 +52,11 @@ pub struct HttpTrigger {
 type Body = Full<Bytes>;
 
 impl HttpTrigger {
-    pub fn new(catalog: Arc<Catalog>, runtime: Arc<Runtime>, settings: HttpSettings) -> Arc<HttpTrigger> {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        runtime: Arc<Runtime>,
+        settings: HttpSettings,
+    ) -> Arc<HttpTrigger> {
         Arc::new(HttpTrigger {
             catalog,
             runtime,
@@ -65,7 +69,12 @@ impl HttpTrigger {
     /// Serve connections from `listener` until `shutdown` resolves; then stop
     /// accepting and give in-flight requests up to `drain` to finish.
     /// Returns whether every request finished in time.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>, drain: Duration) -> bool {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        drain: Duration,
+    ) -> bool {
         let graceful = GracefulShutdown::new();
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(hyper_util::rt::TokioTimer::new())
@@ -101,7 +110,9 @@ impl HttpTrigger {
             }
         }
         drop(listener);
-        tokio::time::timeout(drain, graceful.shutdown()).await.is_ok()
+        tokio::time::timeout(drain, graceful.shutdown())
+            .await
+            .is_ok()
     }
 
     async fn handle(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
@@ -130,22 +141,43 @@ impl HttpTrigger {
         let segments: Vec<String> = path
             .split('/')
             .filter(|s| !s.is_empty())
-            .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
             .collect();
-        let prefix: Vec<&str> = self.settings.route_prefix.split('/').filter(|s| !s.is_empty()).collect();
+        let prefix: Vec<&str> = self
+            .settings
+            .route_prefix
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
         let under_prefix = segments.len() >= prefix.len()
-            && prefix.iter().zip(&segments).all(|(p, s)| p.eq_ignore_ascii_case(s));
+            && prefix
+                .iter()
+                .zip(&segments)
+                .all(|(p, s)| p.eq_ignore_ascii_case(s));
         if !under_prefix {
             return error(StatusCode::NOT_FOUND, format!("no function at {path}"));
         }
         let table = self.catalog.table();
-        let (function, params) = match table.router.find(req.method().as_str(), &segments[prefix.len()..]) {
+        let (function, params) = match table
+            .router
+            .find(req.method().as_str(), &segments[prefix.len()..])
+        {
             RouteMatch::Found { function, params } => (function, params),
-            RouteMatch::NotFound => return error(StatusCode::NOT_FOUND, format!("no function at {path}")),
+            RouteMatch::NotFound => {
+                return error(StatusCode::NOT_FOUND, format!("no function at {path}"));
+            }
             RouteMatch::MethodNotAllowed(allowed) => {
                 let mut r = error(
                     StatusCode::METHOD_NOT_ALLOWED,
-                    format!("{} is not allowed at {path}; allowed: {}", req.method(), allowed.join(", ")),
+                    format!(
+                        "{} is not allowed at {path}; allowed: {}",
+                        req.method(),
+                        allowed.join(", ")
+                    ),
                 );
                 if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
                     r.headers_mut().insert(header::ALLOW, v);
@@ -162,7 +194,10 @@ impl HttpTrigger {
         let invocation = super::invocation(&function.name);
         super::log_executing(&invocation, HTTP_REASON);
         let started = Instant::now();
-        let result = self.runtime.invoke_http(&function.component, &invocation, request).await;
+        let result = self
+            .runtime
+            .invoke_http(&function.component, &invocation, request)
+            .await;
         let response = result.and_then(|r| from_wit(r).map_err(InvokeError::Trap));
         match response {
             Ok(response) => {
@@ -184,12 +219,18 @@ impl HttpTrigger {
     }
 
     /// The request as the guest sees it; an error response for a body over the limit.
-    async fn to_wit(&self, req: Request<Incoming>, params: Vec<(String, String)>) -> Result<runtime::HttpRequest, Response<Body>> {
+    async fn to_wit(
+        &self,
+        req: Request<Incoming>,
+        params: Vec<(String, String)>,
+    ) -> Result<runtime::HttpRequest, Response<Body>> {
         let limit = self.settings.max_body_bytes;
         let too_large = || {
             error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the request body is over the limit of {limit} bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT)"),
+                format!(
+                    "the request body is over the limit of {limit} bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT)"
+                ),
             )
         };
         let declared = req
@@ -204,7 +245,12 @@ impl HttpTrigger {
         let body = match Limited::new(body, limit as usize).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-            Err(e) => return Err(error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))),
+            Err(e) => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the request body: {e}"),
+                ));
+            }
         };
         let host = parts
             .headers
@@ -220,7 +266,12 @@ impl HttpTrigger {
         let headers = parts
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         Ok(runtime::HttpRequest {
             method: parts.method.as_str().to_string(),
@@ -253,13 +304,16 @@ impl HttpTrigger {
 
 /// The guest's response as an HTTP response; an invalid status or header is an error.
 fn from_wit(r: runtime::HttpResponse) -> Result<Response<Body>, String> {
-    let status = StatusCode::from_u16(r.status).map_err(|_| format!("the function returned an invalid status {}", r.status))?;
+    let status = StatusCode::from_u16(r.status)
+        .map_err(|_| format!("the function returned an invalid status {}", r.status))?;
     let mut response = Response::new(Full::new(Bytes::from(r.body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     for (name, value) in r.headers {
-        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("the function returned an invalid header name '{name}'"))?;
-        let v = HeaderValue::from_str(&value).map_err(|_| format!("the function returned an invalid value for header '{name}'"))?;
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("the function returned an invalid header name '{name}'"))?;
+        let v = HeaderValue::from_str(&value)
+            .map_err(|_| format!("the function returned an invalid value for header '{name}'"))?;
         headers.append(n, v);
     }
     Ok(response)
@@ -268,8 +322,10 @@ fn from_wit(r: runtime::HttpResponse) -> Result<Response<Body>, String> {
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
     r
 }
 
