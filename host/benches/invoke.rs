@@ -11,7 +11,11 @@ use host::runtime::{HttpRequest, Invocation, Runtime, RuntimeConfig};
 
 fn main() -> anyhow::Result<()> {
     let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/hello/hello.wasm");
-    anyhow::ensure!(wasm.exists(), "{} is missing: run `host build` first", wasm.display());
+    anyhow::ensure!(
+        wasm.exists(),
+        "{} is missing: run `host build` first",
+        wasm.display()
+    );
     let cache = tempfile::tempdir()?;
     let runtime = Runtime::new(RuntimeConfig {
         function_timeout: Duration::from_secs(300),
@@ -27,7 +31,9 @@ fn main() -> anyhow::Result<()> {
     let _warm = runtime.load(&wasm)?;
     let warm_load = started.elapsed();
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let invocation = Invocation {
         function: "hello".into(),
         id: "bench".into(),
@@ -45,7 +51,9 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         for i in 0..22_000 {
             let t = Instant::now();
-            let r = runtime.invoke_http(&component, &invocation, request.clone()).await?;
+            let r = runtime
+                .invoke_http(&component, &invocation, request.clone())
+                .await?;
             let took = t.elapsed();
             assert_eq!(r.status, 200);
             if i >= 2_000 {
