@@ -10,3 +10,4 @@ pub mod console;
 pub mod runtime;
 pub mod start;
 pub mod triggers;
+pub mod storage;

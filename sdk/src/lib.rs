@@ -55,6 +55,39 @@ pub mod __private {
         },
     }
 
+    use crate::bindings::fnhost::function::durable_types as durable;
+
+    /// Dispatch an orchestrator episode to the function named `function`.
+    pub fn dispatch_orchestrator(
+        _functions: &[Registration],
+        function: &str,
+        _request: durable::OrchestratorRequest,
+    ) -> durable::OrchestratorResponse {
+        durable::OrchestratorResponse {
+            actions: vec![durable::Action::Complete(Err(durable::Failure {
+                error_type: "FunctionNotFound".into(),
+                message: format!(
+                    "this component has no orchestrationTrigger function named '{function}'"
+                ),
+                details: None,
+            }))],
+            custom_status: None,
+        }
+    }
+
+    /// Dispatch an activity invocation to the function named `function`.
+    pub fn dispatch_activity(
+        _functions: &[Registration],
+        function: &str,
+        _input: Option<String>,
+    ) -> Result<Option<String>, durable::Failure> {
+        Err(durable::Failure {
+            error_type: "FunctionNotFound".into(),
+            message: format!("this component has no activityTrigger function named '{function}'"),
+            details: None,
+        })
+    }
+
     /// Dispatch an HTTP invocation to the function named `function`.
     pub fn dispatch_http(
         functions: &[Registration],

@@ -5,6 +5,7 @@
 //! WIT records back.
 
 mod cache;
+mod client;
 mod output;
 mod state;
 
@@ -18,6 +19,7 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
 
+pub use client::{DurableClient, SharedClient};
 pub use state::HostState;
 
 /// Types and traits generated from `sdk/wit`.
@@ -25,15 +27,23 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../sdk/wit",
         world: "function",
+        imports: { "fnhost:function/durable-client": async },
         exports: { default: async },
     });
 }
 
+use bindings::exports::fnhost::function::activity::GuestIndices as ActivityIndices;
 use bindings::exports::fnhost::function::http::GuestIndices as HttpIndices;
+use bindings::exports::fnhost::function::orchestrator::GuestIndices as OrchestratorIndices;
+pub use bindings::fnhost::function::durable_types as durable;
 pub use bindings::fnhost::function::types::{HttpRequest, HttpResponse};
 
 /// The exported interface that `httpTrigger` functions need.
 pub const HTTP_INTERFACE: &str = "fnhost:function/http@0.1.0";
+/// The exported interface that `orchestrationTrigger` functions need.
+pub const ORCHESTRATOR_INTERFACE: &str = "fnhost:function/orchestrator@0.1.0";
+/// The exported interface that `activityTrigger` functions need.
+pub const ACTIVITY_INTERFACE: &str = "fnhost:function/activity@0.1.0";
 
 /// How often the epoch advances: the granularity of `functionTimeout`, and the
 /// slice after which a long-running guest yields to other work (10 ms).
@@ -107,6 +117,8 @@ impl InvokeError {
 pub struct Component {
     pre: InstancePre<HostState>,
     http: Result<HttpIndices, String>,
+    orchestrator: Result<OrchestratorIndices, String>,
+    activity: Result<ActivityIndices, String>,
     /// SHA-256 of the `.wasm`, hex.
     pub hash: String,
     /// The `.wasm` it was loaded from.
@@ -122,6 +134,8 @@ impl Component {
     ) -> Result<(), LoadError> {
         let present = match interface {
             HTTP_INTERFACE => self.http.is_ok(),
+            ORCHESTRATOR_INTERFACE => self.orchestrator.is_ok(),
+            ACTIVITY_INTERFACE => self.activity.is_ok(),
             _ => false,
         };
         if present {
@@ -134,6 +148,29 @@ impl Component {
             })
         }
     }
+}
+
+/// One call into a guest, by trigger kind.
+enum Call {
+    Http(HttpRequest),
+    Orchestrator(durable::OrchestratorRequest),
+    Activity(Option<String>),
+}
+
+/// The guest's answer to a [`Call`] of the same kind.
+enum Reply {
+    Http(HttpResponse),
+    Orchestrator(durable::OrchestratorResponse),
+    Activity(Result<Option<String>, durable::Failure>),
+}
+
+/// The deterministic world of an orchestrator episode.
+#[derive(Debug, Clone, Copy)]
+pub struct Sandbox {
+    /// The orchestration's current time (ms since the Unix epoch).
+    pub now_ms: u64,
+    /// Seed of the guest's random numbers (derived from the instance id).
+    pub seed: u64,
 }
 
 /// Who is being invoked, for logs and errors.
@@ -149,6 +186,7 @@ pub struct Runtime {
     linker: Linker<HostState>,
     config: RuntimeConfig,
     slots: Semaphore,
+    durable: std::sync::OnceLock<SharedClient>,
 }
 
 impl Runtime {
@@ -179,6 +217,10 @@ impl Runtime {
             &mut linker,
             |s| s,
         )?;
+        bindings::fnhost::function::durable_client::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
 
         // The epoch ticker lives as long as the engine does.
         let weak = engine.weak();
@@ -196,6 +238,7 @@ impl Runtime {
             engine,
             linker,
             slots: Semaphore::new(config.max_instances as usize),
+            durable: std::sync::OnceLock::new(),
             config,
         }))
     }
@@ -223,9 +266,13 @@ impl Runtime {
                 reason: format!("{e:#}"),
             })?;
         let http = HttpIndices::new(&pre).map_err(|e| format!("{e:#}"));
+        let orchestrator = OrchestratorIndices::new(&pre).map_err(|e| format!("{e:#}"));
+        let activity = ActivityIndices::new(&pre).map_err(|e| format!("{e:#}"));
         Ok(Component {
             pre,
             http,
+            orchestrator,
+            activity,
             hash,
             path: path.to_owned(),
         })
@@ -243,31 +290,68 @@ impl Runtime {
         invocation: &Invocation,
         request: HttpRequest,
     ) -> Result<HttpResponse, InvokeError> {
-        let Ok(indices) = &component.http else {
-            return Err(InvokeError::NotExported(HTTP_INTERFACE));
-        };
-        // Waits only when max_instances invocations already run.
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        let mut store = self.store(invocation);
-        let result = async {
-            let instance = component.pre.instantiate_async(&mut store).await?;
-            let guest = indices.load(&mut store, &instance)?;
-            guest
-                .call_handle(&mut store, &invocation.function, &request)
-                .await
+        match self.run(component, invocation, None, Call::Http(request)).await? {
+            Reply::Http(r) => Ok(r),
+            _ => unreachable!("an HTTP call answers with an HTTP reply"),
         }
-        .await;
-        result.map_err(|e| self.classify(&store, e))
     }
 
-    /// A fresh store for one invocation, with its deadline and memory limit.
-    fn store(&self, invocation: &Invocation) -> Store<HostState> {
+    /// Run one episode of the orchestrator `invocation.function`, deterministically:
+    /// the guest's clocks read `sandbox.now_ms`, its random numbers come from
+    /// `sandbox.seed`, and it has no network and no durable client.
+    pub async fn invoke_orchestrator(
+        &self,
+        component: &Component,
+        invocation: &Invocation,
+        request: durable::OrchestratorRequest,
+        sandbox: Sandbox,
+    ) -> Result<durable::OrchestratorResponse, InvokeError> {
+        match self.run(component, invocation, Some(sandbox), Call::Orchestrator(request)).await? {
+            Reply::Orchestrator(r) => Ok(r),
+            _ => unreachable!("an orchestrator call answers with an orchestrator reply"),
+        }
+    }
+
+    /// Call the activity `invocation.function` with its JSON input.
+    pub async fn invoke_activity(
+        &self,
+        component: &Component,
+        invocation: &Invocation,
+        input: Option<String>,
+    ) -> Result<Result<Option<String>, durable::Failure>, InvokeError> {
+        match self.run(component, invocation, None, Call::Activity(input)).await? {
+            Reply::Activity(r) => Ok(r),
+            _ => unreachable!("an activity call answers with an activity reply"),
+        }
+    }
+
+    /// The durable engine that the `durable-client` import talks to. Set once,
+    /// after start-up has connected to storage.
+    pub fn set_durable_client(&self, client: SharedClient) {
+        let _ = self.durable.set(client);
+    }
+
+    /// Instantiate `component` in a fresh store and make `call`.
+    async fn run(
+        &self,
+        component: &Component,
+        invocation: &Invocation,
+        sandbox: Option<Sandbox>,
+        call: Call,
+    ) -> Result<Reply, InvokeError> {
+        let missing = match &call {
+            Call::Http(_) => component.http.as_ref().err().map(|_| HTTP_INTERFACE),
+            Call::Orchestrator(_) => component.orchestrator.as_ref().err().map(|_| ORCHESTRATOR_INTERFACE),
+            Call::Activity(_) => component.activity.as_ref().err().map(|_| ACTIVITY_INTERFACE),
+        };
+        if let Some(interface) = missing {
+            return Err(InvokeError::NotExported(interface));
+        }
+        // Waits only when max_instances invocations already run.
+        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
         let deadline = Instant::now() + self.config.function_timeout;
-        let state = HostState::new(invocation, &self.config.env, self.config.max_memory_bytes);
+        let durable = if sandbox.is_some() { None } else { self.durable.get().cloned() };
+        let state = HostState::new(invocation, &self.config.env, self.config.max_memory_bytes, durable, sandbox);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s);
         store.set_epoch_deadline(1);
@@ -279,7 +363,26 @@ impl Runtime {
             // Yield every tick so that a busy guest shares the thread fairly.
             Ok(UpdateDeadline::Yield(1))
         });
-        store
+        let result = async {
+            let instance = component.pre.instantiate_async(&mut store).await?;
+            let name = &*invocation.function;
+            wasmtime::Result::Ok(match call {
+                Call::Http(request) => {
+                    let guest = component.http.as_ref().expect("checked above").load(&mut store, &instance)?;
+                    Reply::Http(guest.call_handle(&mut store, name, &request).await?)
+                }
+                Call::Orchestrator(request) => {
+                    let guest = component.orchestrator.as_ref().expect("checked above").load(&mut store, &instance)?;
+                    Reply::Orchestrator(guest.call_run(&mut store, name, &request).await?)
+                }
+                Call::Activity(input) => {
+                    let guest = component.activity.as_ref().expect("checked above").load(&mut store, &instance)?;
+                    Reply::Activity(guest.call_run(&mut store, name, input.as_ref()).await?)
+                }
+            })
+        }
+        .await;
+        result.map_err(|e| self.classify(&store, e))
     }
 
     fn classify(&self, store: &Store<HostState>, error: wasmtime::Error) -> InvokeError {

@@ -4,7 +4,11 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::Invocation;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
+
+use super::{Invocation, Sandbox};
 use super::bindings::fnhost::function::log::{Host as LogHost, Level};
 use super::output::{GuestOutput, Stream};
 
@@ -18,6 +22,8 @@ pub struct HostState {
     pub(super) timed_out: bool,
     /// Set when a memory growth was refused at the limit.
     pub(super) memory_exhausted: bool,
+    /// The durable engine, when storage is configured.
+    pub(super) durable: Option<super::SharedClient>,
 }
 
 impl HostState {
@@ -25,12 +31,26 @@ impl HostState {
         invocation: &Invocation,
         env: &[(String, String)],
         max_memory_bytes: usize,
+        durable: Option<super::SharedClient>,
+        sandbox: Option<Sandbox>,
     ) -> Self {
-        let wasi = WasiCtx::builder()
-            .envs(env)
+        let mut wasi = WasiCtx::builder();
+        wasi.envs(env)
             .stdout(GuestOutput::new(invocation, Stream::Stdout))
             .stderr(GuestOutput::new(invocation, Stream::Stderr))
-            .build();
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if let Some(sandbox) = sandbox {
+            // Replay must see the same world every time: the orchestration's
+            // clock, and random numbers from a seed fixed per instance.
+            wasi.wall_clock(FixedClock(sandbox.now_ms))
+                .monotonic_clock(FixedClock(sandbox.now_ms))
+                .secure_random(StdRng::seed_from_u64(sandbox.seed))
+                .insecure_random(StdRng::seed_from_u64(sandbox.seed.rotate_left(17)))
+                .insecure_random_seed(u128::from(sandbox.seed));
+        }
+        let wasi = wasi.build();
         HostState {
             wasi,
             table: ResourceTable::new(),
@@ -38,6 +58,7 @@ impl HostState {
             max_memory_bytes,
             timed_out: false,
             memory_exhausted: false,
+            durable,
         }
     }
 }
@@ -106,5 +127,28 @@ impl LogHost for HostState {
                 tracing::error!(target: "function", function = f, invocation = id, "{message}")
             }
         }
+    }
+}
+
+/// A clock stopped at the orchestration's current time.
+struct FixedClock(u64);
+
+impl HostWallClock for FixedClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(1)
+    }
+
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0)
+    }
+}
+
+impl HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000
+    }
+
+    fn now(&self) -> u64 {
+        self.0.saturating_mul(1_000_000)
     }
 }

@@ -66,6 +66,27 @@ pub fn export_functions(input: TokenStream) -> TokenStream {
             }
         }
 
+        impl ::fnhost_sdk::bindings::exports::fnhost::function::orchestrator::Guest for __FnhostComponent {
+            fn run(
+                function: ::std::string::String,
+                request: ::fnhost_sdk::bindings::fnhost::function::durable_types::OrchestratorRequest,
+            ) -> ::fnhost_sdk::bindings::fnhost::function::durable_types::OrchestratorResponse {
+                ::fnhost_sdk::__private::dispatch_orchestrator(__FNHOST_FUNCTIONS, &function, request)
+            }
+        }
+
+        impl ::fnhost_sdk::bindings::exports::fnhost::function::activity::Guest for __FnhostComponent {
+            fn run(
+                function: ::std::string::String,
+                input: ::std::option::Option<::std::string::String>,
+            ) -> ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::fnhost_sdk::bindings::fnhost::function::durable_types::Failure,
+            > {
+                ::fnhost_sdk::__private::dispatch_activity(__FNHOST_FUNCTIONS, &function, input)
+            }
+        }
+
         ::fnhost_sdk::bindings::__export_function_world!(__FnhostComponent);
     }
     .into()
