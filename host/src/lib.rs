@@ -11,3 +11,4 @@ pub mod runtime;
 pub mod start;
 pub mod triggers;
 pub mod storage;
+pub mod durable;

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use http::{HeaderName, HeaderValue};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use crate::catalog::{self, Catalog, Change, FunctionEntry};
+use crate::durable::{Engine, EngineConfig};
 use crate::config::{HostConfig, LocalSettings, Trigger};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::triggers::http::{Cors, HttpSettings, HttpTrigger};
@@ -101,6 +105,8 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
     let catalog = Catalog::new(functions_dir.clone(), runtime.clone());
     let changes = catalog.sync().await;
 
+    let durable = start_durable(&host, &settings, &runtime, &catalog).await?;
+
     let port = opts.port.unwrap_or(local.host.local_http_port);
     let addr = SocketAddr::new(opts.listen, port);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -159,6 +165,7 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
     let http = HttpTrigger::new(
         catalog.clone(),
         runtime.clone(),
+        durable.clone(),
         HttpSettings {
             route_prefix: prefix,
             max_body_bytes: settings
@@ -191,6 +198,69 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Connect to the task hub's storage and start the durable engine, when the
+/// app has durable functions or a storage connection. Durable functions
+/// without reachable storage stop start-up with one line that says what to do.
+async fn start_durable(
+    host: &HostConfig,
+    settings: &crate::config::AppSettings,
+    runtime: &Arc<Runtime>,
+    catalog: &Arc<Catalog>,
+) -> anyhow::Result<Option<Arc<Engine>>> {
+    let durable_functions = catalog
+        .table()
+        .functions
+        .iter()
+        .any(|f| matches!(f.trigger, Trigger::Orchestration | Trigger::Activity));
+    let task = &host.extensions.durable_task;
+    let connection_name = task
+        .storage_provider
+        .connection_name
+        .clone()
+        .unwrap_or_else(|| "AzureWebJobsStorage".into());
+    let Some(connection) = settings.get(&connection_name).filter(|c| !c.is_empty()) else {
+        if durable_functions {
+            anyhow::bail!(
+                "durable functions need storage: set {connection_name} in [Values] of local.settings.toml \
+                 (UseDevelopmentStorage=true for Azurite)"
+            );
+        }
+        return Ok(None);
+    };
+    let storage = crate::storage::azure::connect(connection).with_context(|| format!("{connection_name} in local.settings.toml"))?;
+    if let Err(e) = crate::storage::azure::probe(&storage).await {
+        if durable_functions {
+            anyhow::bail!("{e}");
+        }
+        tracing::warn!("{e} (only HTTP functions are loaded, so the host starts without it)");
+        return Ok(None);
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
+    let provider = &task.storage_provider;
+    let engine = Engine::start(
+        storage,
+        runtime.clone(),
+        catalog.clone(),
+        EngineConfig {
+            hub_name: task.hub_name.clone(),
+            partition_count: provider.partition_count,
+            control_batch: provider.control_queue_batch_size.clamp(1, 32),
+            max_polling_interval: provider.max_queue_polling_interval,
+            max_activities: task.max_concurrent_activity_functions.unwrap_or(10 * cores) as usize,
+            max_orchestrations: task.max_concurrent_orchestrator_functions.unwrap_or(10 * cores) as usize,
+            control_visibility: provider.control_queue_visibility_timeout,
+            work_item_visibility: provider.work_item_queue_visibility_timeout,
+            lease: Duration::from_secs(30),
+            lease_renewal: Duration::from_secs(10),
+        },
+    )
+    .await
+    .with_context(|| format!("creating task hub '{}'", task.hub_name))?;
+    runtime.set_durable_client(Arc::new(engine.clone()));
+    tracing::info!("Durable task hub '{}' on {} partitions", task.hub_name, provider.partition_count);
+    Ok(Some(engine))
 }
 
 fn custom_headers(host: &HostConfig) -> anyhow::Result<Vec<(HeaderName, HeaderValue)>> {

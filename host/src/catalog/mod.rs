@@ -37,6 +37,16 @@ pub struct FunctionTable {
     pub router: Router,
 }
 
+impl FunctionTable {
+    /// The function called `name` (case-insensitive) whose trigger passes `kind`.
+    pub fn find(&self, name: &str, kind: impl Fn(&Trigger) -> bool) -> Option<Arc<FunctionEntry>> {
+        self.functions
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name) && kind(&f.trigger))
+            .cloned()
+    }
+}
+
 /// What a (re)scan changed, for the console.
 pub enum Change {
     Loaded {
@@ -329,9 +339,25 @@ fn load_folder(
                 });
                 functions.push(entry);
             }
+            Trigger::Orchestration | Trigger::Activity => {
+                let interface = if matches!(def.trigger, Trigger::Orchestration) {
+                    runtime::ORCHESTRATOR_INTERFACE
+                } else {
+                    runtime::ACTIVITY_INTERFACE
+                };
+                component
+                    .require_export(interface, &format!("{} function '{}'", def.trigger.type_name(), def.name))
+                    .map_err(|e| e.to_string())?;
+                functions.push(Arc::new(FunctionEntry {
+                    name: def.name.clone(),
+                    folder: folder.to_string(),
+                    trigger: def.trigger.clone(),
+                    component: component.clone(),
+                }));
+            }
             other => {
                 return Err(format!(
-                    "{at}: function '{}' has a {}, which this host does not run yet (only httpTrigger)",
+                    "{at}: function '{}' has a {}, which this host does not run yet",
                     def.name,
                     other.type_name()
                 ));

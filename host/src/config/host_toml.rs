@@ -168,6 +168,13 @@ pub struct StorageProvider {
     pub control_queue_batch_size: u32,
     #[serde(deserialize_with = "timespan")]
     pub max_queue_polling_interval: Duration,
+    /// How long a received control message stays hidden; a host that dies
+    /// holding it delays its instance by this much.
+    #[serde(deserialize_with = "timespan")]
+    pub control_queue_visibility_timeout: Duration,
+    /// Same for activity work items (renewed while the activity runs).
+    #[serde(deserialize_with = "timespan")]
+    pub work_item_queue_visibility_timeout: Duration,
     pub connection_name: Option<String>,
 }
 
@@ -177,6 +184,8 @@ impl Default for StorageProvider {
             partition_count: 4,
             control_queue_batch_size: 32,
             max_queue_polling_interval: Duration::from_secs(30),
+            control_queue_visibility_timeout: Duration::from_secs(5 * 60),
+            work_item_queue_visibility_timeout: Duration::from_secs(5 * 60),
             connection_name: None,
         }
     }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use function_toml::{AuthLevel, FunctionDef, FunctionFile, Trigger};
 pub use host_toml::{HostConfig, HttpExtension, WasmSection};
-pub use local_settings::{HostSection, LocalSettings};
+pub use local_settings::{AppSettings, HostSection, LocalSettings};
 
 /// A configuration file that could not be used.
 #[derive(Debug, thiserror::Error)]

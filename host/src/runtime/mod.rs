@@ -28,6 +28,8 @@ pub mod bindings {
         path: "../sdk/wit",
         world: "function",
         imports: { "fnhost:function/durable-client": async },
+        // History events and actions are stored as JSON by the durable engine.
+        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
         exports: { default: async },
     });
 }

@@ -2,6 +2,7 @@
 //! httpTrigger functions, plus the host's admin endpoints.
 
 mod cors;
+mod durable_api;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,6 +45,7 @@ pub struct HttpSettings {
 pub struct HttpTrigger {
     catalog: Arc<Catalog>,
     runtime: Arc<Runtime>,
+    durable: Option<Arc<crate::durable::Engine>>,
     settings: HttpSettings,
     started: Instant,
     host_id: String,
@@ -55,11 +57,13 @@ impl HttpTrigger {
     pub fn new(
         catalog: Arc<Catalog>,
         runtime: Arc<Runtime>,
+        durable: Option<Arc<crate::durable::Engine>>,
         settings: HttpSettings,
     ) -> Arc<HttpTrigger> {
         Arc::new(HttpTrigger {
             catalog,
             runtime,
+            durable,
             settings,
             started: Instant::now(),
             host_id: uuid::Uuid::new_v4().simple().to_string(),
@@ -147,6 +151,10 @@ impl HttpTrigger {
                     .into_owned()
             })
             .collect();
+        let webhooks = ["runtime", "webhooks", "durabletask"];
+        if segments.len() >= 3 && segments.iter().zip(webhooks).all(|(a, b)| a.eq_ignore_ascii_case(b)) {
+            return self.management(req, &segments[3..]).await;
+        }
         let prefix: Vec<&str> = self
             .settings
             .route_prefix
@@ -218,40 +226,61 @@ impl HttpTrigger {
         }
     }
 
-    /// The request as the guest sees it; an error response for a body over the limit.
-    async fn to_wit(
-        &self,
-        req: Request<Incoming>,
-        params: Vec<(String, String)>,
-    ) -> Result<runtime::HttpRequest, Response<Body>> {
+    /// `/runtime/webhooks/durabletask/...`: the Durable Functions management API.
+    async fn management(&self, req: Request<Incoming>, segments: &[String]) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let body = match self.read_body(&parts.headers, body).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let query = parts
+            .uri
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        let request = durable_api::ApiRequest {
+            method: &parts.method,
+            segments,
+            query,
+            headers: &parts.headers,
+            body: &body,
+            base: format!("http://{host}"),
+        };
+        durable_api::handle(self.durable.as_ref(), request).await
+    }
+
+    /// Read a body up to the configured limit; 413 beyond it.
+    async fn read_body(&self, headers: &http::HeaderMap, body: Incoming) -> Result<Bytes, Response<Body>> {
         let limit = self.settings.max_body_bytes;
         let too_large = || {
             error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the request body is over the limit of {limit} bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT)"
-                ),
+                format!("the request body is over the limit of {limit} bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT)"),
             )
         };
-        let declared = req
-            .headers()
+        let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
             return Err(too_large());
         }
+        match Limited::new(body, limit as usize).collect().await {
+            Ok(b) => Ok(b.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Err(e) => Err(error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))),
+        }
+    }
+
+    /// The request as the guest sees it; an error response for a body over the limit.
+    async fn to_wit(
+        &self,
+        req: Request<Incoming>,
+        params: Vec<(String, String)>,
+    ) -> Result<runtime::HttpRequest, Response<Body>> {
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, limit as usize).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-            Err(e) => {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot read the request body: {e}"),
-                ));
-            }
-        };
+        let body = self.read_body(&parts.headers, body).await?;
         let host = parts
             .headers
             .get(header::HOST)

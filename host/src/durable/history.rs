@@ -1,0 +1,151 @@
+//! The History table: one partition per instance, one row per record, and a
+//! `sentinel` row whose ETag guards every checkpoint (a second writer gets a
+//! Conflict and its episode is dropped).
+//!
+//! Rows are keyed by a 16-hex-digit sequence number. The sentinel names the
+//! current execution and the range `[FirstSequence, NextSequence)` of its rows:
+//! rows beyond `NextSequence` written by a checkpoint that never committed its
+//! sentinel are invisible, and continue-as-new starts a new range.
+
+use crate::storage::{Entity, StorageError, TableOp};
+
+use super::hub::Hub;
+use super::model::{StoredRecord, iso};
+
+const SENTINEL: &str = "sentinel";
+/// Azure's entity group transactions take at most 100 operations.
+const BATCH: usize = 100;
+
+/// The loaded history of an instance's current execution.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub execution_id: String,
+    pub records: Vec<StoredRecord>,
+    /// The sentinel's ETag; None before the first checkpoint.
+    pub etag: Option<String>,
+    pub first_seq: u64,
+    pub next_seq: u64,
+}
+
+fn row_key(seq: u64) -> String {
+    format!("{seq:016X}")
+}
+
+/// Load the current execution's history; None if the instance has none.
+pub async fn load(hub: &Hub, instance_id: &str) -> Result<Option<History>, StorageError> {
+    let rows = hub
+        .storage
+        .tables
+        .query_partition(&hub.history_table(), instance_id)
+        .await?;
+    let Some(sentinel) = rows.iter().find(|r| r.row_key == SENTINEL) else {
+        return Ok(None);
+    };
+    let number = |name: &str| sentinel.str(name).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    let (first_seq, next_seq) = (number("FirstSequence"), number("NextSequence"));
+    let mut records = Vec::new();
+    for row in &rows {
+        let Ok(seq) = u64::from_str_radix(&row.row_key, 16) else {
+            continue;
+        };
+        if seq < first_seq || seq >= next_seq {
+            continue;
+        }
+        let data = hub
+            .payload(row, "Data")
+            .await?
+            .ok_or_else(|| StorageError::Other(format!("history row {instance_id}/{} has no Data", row.row_key)))?;
+        let record: StoredRecord = serde_json::from_str(&data)
+            .map_err(|e| StorageError::Other(format!("history row {instance_id}/{} is unreadable: {e}", row.row_key)))?;
+        records.push(record);
+    }
+    Ok(Some(History {
+        execution_id: sentinel.str("ExecutionId").unwrap_or_default().to_string(),
+        records,
+        etag: sentinel.etag.clone(),
+        first_seq,
+        next_seq,
+    }))
+}
+
+/// Append `new` to the history, starting a new execution first when
+/// `new_execution` is given. Conflict if another writer checkpointed since
+/// `history` was loaded. Returns the updated history.
+pub async fn append(
+    hub: &Hub,
+    instance_id: &str,
+    mut history: History,
+    new_execution: Option<String>,
+    new: Vec<StoredRecord>,
+) -> Result<History, StorageError> {
+    if let Some(execution) = new_execution {
+        history.execution_id = execution;
+        history.first_seq = history.next_seq;
+        history.records.clear();
+    }
+    let mut rows = Vec::with_capacity(new.len());
+    for (i, record) in new.iter().enumerate() {
+        let seq = history.next_seq + i as u64;
+        let mut row = Entity::new(instance_id, row_key(seq))
+            .with("ExecutionId", history.execution_id.as_str())
+            .with("EventType", record.record.event_type())
+            .with("EventTimestamp", iso(record.timestamp));
+        let data = serde_json::to_string(record).expect("records serialize");
+        hub.set_payload(&mut row, "Data", instance_id, Some(&data)).await?;
+        rows.push(TableOp::Upsert(row));
+    }
+    let next_seq = history.next_seq + new.len() as u64;
+    let sentinel = Entity::new(instance_id, SENTINEL)
+        .with("ExecutionId", history.execution_id.as_str())
+        .with("FirstSequence", history.first_seq.to_string())
+        .with("NextSequence", next_seq.to_string());
+    let sentinel_op = match &history.etag {
+        Some(etag) => TableOp::Replace {
+            entity: sentinel,
+            etag: etag.clone(),
+        },
+        None => TableOp::Insert(sentinel),
+    };
+
+    // Rows first, in batches; the last batch carries the sentinel, so the
+    // records only become part of the history when it commits.
+    let table = hub.history_table();
+    let mut tail = rows.split_off(rows.len().saturating_sub(BATCH - 1));
+    for chunk in rows.chunks(BATCH) {
+        hub.storage.tables.batch(&table, chunk.to_vec()).await?;
+    }
+    tail.push(sentinel_op);
+    hub.storage.tables.batch(&table, tail).await?;
+
+    // The new ETag: read back (one call) since batches do not return it.
+    let etag = hub
+        .storage
+        .tables
+        .get(&table, instance_id, SENTINEL)
+        .await?
+        .and_then(|e| e.etag)
+        .ok_or_else(|| StorageError::Other(format!("history sentinel of {instance_id} vanished")))?;
+    history.etag = Some(etag);
+    history.next_seq = next_seq;
+    history.records.extend(new);
+    Ok(history)
+}
+
+/// Delete every history row of an instance (all executions).
+pub async fn purge(hub: &Hub, instance_id: &str) -> Result<usize, StorageError> {
+    let table = hub.history_table();
+    let rows = hub.storage.tables.query_partition(&table, instance_id).await?;
+    let count = rows.len();
+    let ops: Vec<TableOp> = rows
+        .into_iter()
+        .map(|r| TableOp::Delete {
+            partition_key: r.partition_key,
+            row_key: r.row_key,
+            etag: None,
+        })
+        .collect();
+    for chunk in ops.chunks(BATCH) {
+        hub.storage.tables.batch(&table, chunk.to_vec()).await?;
+    }
+    Ok(count)
+}

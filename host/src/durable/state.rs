@@ -1,0 +1,81 @@
+//! What an instance's history says about it: its name, status, parent, and
+//! which tasks already completed (to drop duplicate results).
+
+use std::collections::HashSet;
+
+use crate::runtime::durable::HistoryEvent;
+
+use super::history::History;
+use super::model::{Parent, Record, RuntimeStatus};
+
+/// The facts an episode needs, derived from the history.
+#[derive(Debug, Clone)]
+pub struct InstanceState {
+    pub name: String,
+    pub input: Option<String>,
+    pub created: u64,
+    pub status: RuntimeStatus,
+    pub parent: Option<Parent>,
+    /// Ids of tasks (activities, sub-orchestrations) with a result in the history.
+    pub completed: HashSet<u32>,
+    /// Ids of timers that fired.
+    pub fired: HashSet<u32>,
+}
+
+impl InstanceState {
+    pub fn of(history: &History) -> Option<InstanceState> {
+        let mut state: Option<InstanceState> = None;
+        for stored in &history.records {
+            match &stored.record {
+                Record::Event(HistoryEvent::ExecutionStarted(e)) => {
+                    state = Some(InstanceState {
+                        name: e.name.clone(),
+                        input: e.input.clone(),
+                        created: e.timestamp,
+                        status: RuntimeStatus::Running,
+                        parent: stored.parent.clone(),
+                        completed: HashSet::new(),
+                        fired: HashSet::new(),
+                    });
+                }
+                record => {
+                    let Some(s) = state.as_mut() else { continue };
+                    match record {
+                        Record::Event(HistoryEvent::TaskCompleted(c))
+                        | Record::Event(HistoryEvent::SubOrchestrationCompleted(c)) => {
+                            s.completed.insert(c.task_scheduled_id);
+                        }
+                        Record::Event(HistoryEvent::TaskFailed(f))
+                        | Record::Event(HistoryEvent::SubOrchestrationFailed(f)) => {
+                            s.completed.insert(f.task_scheduled_id);
+                        }
+                        Record::Event(HistoryEvent::TimerFired(t)) => {
+                            s.fired.insert(t.timer_id);
+                        }
+                        Record::Event(HistoryEvent::ExecutionSuspended) => s.status = RuntimeStatus::Suspended,
+                        Record::Event(HistoryEvent::ExecutionResumed) => s.status = RuntimeStatus::Running,
+                        Record::ExecutionCompleted { status, .. } => s.status = *status,
+                        Record::ExecutionTerminated { .. } => s.status = RuntimeStatus::Terminated,
+                        Record::ContinuedAsNew { .. } => s.status = RuntimeStatus::ContinuedAsNew,
+                        Record::Event(_) => {}
+                    }
+                }
+            }
+        }
+        state
+    }
+
+    /// Whether `event` is a result this history already has.
+    pub fn is_duplicate(&self, event: &HistoryEvent) -> bool {
+        match event {
+            HistoryEvent::TaskCompleted(c) | HistoryEvent::SubOrchestrationCompleted(c) => {
+                self.completed.contains(&c.task_scheduled_id)
+            }
+            HistoryEvent::TaskFailed(f) | HistoryEvent::SubOrchestrationFailed(f) => {
+                self.completed.contains(&f.task_scheduled_id)
+            }
+            HistoryEvent::TimerFired(t) => self.fired.contains(&t.timer_id),
+            _ => false,
+        }
+    }
+}
