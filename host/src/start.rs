@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::catalog::{self, Catalog, Change, FunctionEntry};
-use crate::durable::{Engine, EngineConfig};
 use crate::config::{HostConfig, LocalSettings, Trigger};
+use crate::durable::{Engine, EngineConfig};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::triggers::http::{Cors, HttpSettings, HttpTrigger};
 
@@ -229,7 +229,8 @@ async fn start_durable(
         }
         return Ok(None);
     };
-    let storage = crate::storage::azure::connect(connection).with_context(|| format!("{connection_name} in local.settings.toml"))?;
+    let storage = crate::storage::azure::connect(connection)
+        .with_context(|| format!("{connection_name} in local.settings.toml"))?;
     if let Err(e) = crate::storage::azure::probe(&storage).await {
         if durable_functions {
             anyhow::bail!("{e}");
@@ -249,7 +250,9 @@ async fn start_durable(
             control_batch: provider.control_queue_batch_size.clamp(1, 32),
             max_polling_interval: provider.max_queue_polling_interval,
             max_activities: task.max_concurrent_activity_functions.unwrap_or(10 * cores) as usize,
-            max_orchestrations: task.max_concurrent_orchestrator_functions.unwrap_or(10 * cores) as usize,
+            max_orchestrations: task
+                .max_concurrent_orchestrator_functions
+                .unwrap_or(10 * cores) as usize,
             control_visibility: provider.control_queue_visibility_timeout,
             work_item_visibility: provider.work_item_queue_visibility_timeout,
             lease: Duration::from_secs(30),
@@ -259,7 +262,11 @@ async fn start_durable(
     .await
     .with_context(|| format!("creating task hub '{}'", task.hub_name))?;
     runtime.set_durable_client(Arc::new(engine.clone()));
-    tracing::info!("Durable task hub '{}' on {} partitions", task.hub_name, provider.partition_count);
+    tracing::info!(
+        "Durable task hub '{}' on {} partitions",
+        task.hub_name,
+        provider.partition_count
+    );
     Ok(Some(engine))
 }
 

@@ -149,6 +149,16 @@ impl From<HttpResponse> for wit::HttpResponse {
     }
 }
 
+impl From<wit::HttpResponse> for HttpResponse {
+    fn from(r: wit::HttpResponse) -> Self {
+        HttpResponse {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        }
+    }
+}
+
 /// What an `#[http_trigger]` function may return.
 ///
 /// `HttpResponse`, text (`String`, `&str`: 200 text/plain), `serde_json::Value` (200 JSON),

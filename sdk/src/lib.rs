@@ -12,6 +12,10 @@
 //! fnhost_sdk::export_functions!(hello);
 //! ```
 //!
+//! Durable orchestrations are `#[orchestrator]` async functions over an
+//! [`OrchestrationContext`], their work is done by `#[activity]` functions, and any
+//! function starts and queries them through [`client`]; see [`durable`].
+//!
 //! Build with `host build` (or `cargo build --target wasm32-wasip2`) and put the
 //! `.wasm` next to a `function.toml` that names the function and its trigger.
 
@@ -19,10 +23,15 @@
 // export macro works from function crates too.
 extern crate self as fnhost_sdk;
 
+pub mod client;
+pub mod durable;
 mod http;
 pub mod log;
 
-pub use fnhost_sdk_macros::{export_functions, http_trigger};
+pub use durable::{
+    Either, OrchestrationContext, OrchestrationError, RetryOptions, Task, TaskError,
+};
+pub use fnhost_sdk_macros::{activity, export_functions, http_trigger, orchestrator};
 pub use http::{HttpRequest, HttpResponse, IntoHttpResponse};
 pub use serde_json::{Value as JsonValue, json};
 
@@ -37,6 +46,8 @@ pub mod bindings {
         default_bindings_module: "fnhost_sdk::bindings",
         runtime_path: "fnhost_sdk::__private::wit_bindgen::rt",
         generate_all,
+        // Lets tests compare actions and histories whole.
+        additional_derives: [PartialEq],
     });
 }
 
@@ -45,47 +56,80 @@ pub mod bindings {
 pub mod __private {
     pub use wit_bindgen;
 
+    pub use crate::bindings::fnhost::function::durable_types::Failure;
+    pub use crate::durable::{
+        ActivityFailureViaDisplay, ActivityFailureViaTaskError, ActivityFn, ErrorWrap,
+        OrchestrationFailureViaDisplay, OrchestrationFailureViaInto, OrchestratorFuture,
+        activity_input, activity_output, orchestration_output, run_orchestrator,
+    };
+
+    use crate::bindings::fnhost::function::durable_types as durable;
     use crate::bindings::fnhost::function::types as wit;
 
     /// One function of the component, as registered by a trigger macro.
+    #[derive(Clone, Copy)]
     pub enum Registration {
         Http {
             name: &'static str,
             handler: fn(crate::HttpRequest) -> crate::HttpResponse,
         },
+        Orchestrator {
+            name: &'static str,
+            handler: fn(crate::OrchestrationContext) -> OrchestratorFuture,
+        },
+        Activity {
+            name: &'static str,
+            handler: ActivityFn,
+        },
     }
 
-    use crate::bindings::fnhost::function::durable_types as durable;
-
-    /// Dispatch an orchestrator episode to the function named `function`.
+    /// Run one episode of the orchestrator named `function`.
     pub fn dispatch_orchestrator(
-        _functions: &[Registration],
+        functions: &[Registration],
         function: &str,
-        _request: durable::OrchestratorRequest,
+        request: durable::OrchestratorRequest,
     ) -> durable::OrchestratorResponse {
-        durable::OrchestratorResponse {
-            actions: vec![durable::Action::Complete(Err(durable::Failure {
-                error_type: "FunctionNotFound".into(),
-                message: format!(
-                    "this component has no orchestrationTrigger function named '{function}'"
-                ),
-                details: None,
-            }))],
-            custom_status: None,
+        let handler = functions.iter().find_map(|r| match r {
+            Registration::Orchestrator { name, handler } if *name == function => Some(*handler),
+            _ => None,
+        });
+        match handler {
+            Some(handler) => run_orchestrator(function, handler, request),
+            None => durable::OrchestratorResponse {
+                actions: vec![durable::Action::Complete(Err(not_found(
+                    "orchestrationTrigger",
+                    function,
+                )))],
+                custom_status: None,
+            },
         }
     }
 
-    /// Dispatch an activity invocation to the function named `function`.
+    /// Run the activity named `function` on `input`.
     pub fn dispatch_activity(
-        _functions: &[Registration],
+        functions: &[Registration],
         function: &str,
-        _input: Option<String>,
-    ) -> Result<Option<String>, durable::Failure> {
-        Err(durable::Failure {
+        input: Option<String>,
+    ) -> Result<Option<String>, Failure> {
+        let handler = functions.iter().find_map(|r| match r {
+            Registration::Activity { name, handler } if *name == function => Some(*handler),
+            _ => None,
+        });
+        match handler {
+            Some(handler) => handler(input),
+            None => Err(not_found("activityTrigger", function)),
+        }
+    }
+
+    fn not_found(trigger: &str, function: &str) -> Failure {
+        Failure {
             error_type: "FunctionNotFound".into(),
-            message: format!("this component has no activityTrigger function named '{function}'"),
+            message: format!(
+                "this component has no {trigger} function named '{function}': check the name \
+                 in function.toml and that export_functions! lists it"
+            ),
             details: None,
-        })
+        }
     }
 
     /// Dispatch an HTTP invocation to the function named `function`.

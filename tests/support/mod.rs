@@ -217,6 +217,23 @@ impl Host {
         }
     }
 
+    /// SIGKILL: the host dies on the spot, as in a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// How many printed lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.output
+            .text
+            .lock()
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
     /// SIGTERM, then wait for the exit (at most `deadline`).
     pub fn terminate(&mut self, deadline: Duration) -> ExitStatus {
         let _ = Command::new("kill")

@@ -346,7 +346,10 @@ fn load_folder(
                     runtime::ACTIVITY_INTERFACE
                 };
                 component
-                    .require_export(interface, &format!("{} function '{}'", def.trigger.type_name(), def.name))
+                    .require_export(
+                        interface,
+                        &format!("{} function '{}'", def.trigger.type_name(), def.name),
+                    )
                     .map_err(|e| e.to_string())?;
                 functions.push(Arc::new(FunctionEntry {
                     name: def.name.clone(),

@@ -70,13 +70,29 @@ async fn run(engine: &Arc<Engine>, message: QueueMessage) {
             return;
         }
     };
-    let Some(function) = engine.catalog.table().find(&item.name, |t| matches!(t, Trigger::Activity)) else {
+    let Some(function) = engine
+        .catalog
+        .table()
+        .find(&item.name, |t| matches!(t, Trigger::Activity))
+    else {
         if message.dequeue_count < 5 {
-            tracing::warn!("activity '{}' of '{}' is not loaded; retrying in 10 s", item.name, item.instance_id);
-            let _ = engine.hub.storage.queues.set_visibility(&queue, &message, Duration::from_secs(10)).await;
+            tracing::warn!(
+                "activity '{}' of '{}' is not loaded; retrying in 10 s",
+                item.name,
+                item.instance_id
+            );
+            let _ = engine
+                .hub
+                .storage
+                .queues
+                .set_visibility(&queue, &message, Duration::from_secs(10))
+                .await;
             return;
         }
-        let f = failure("FunctionNotFound", &format!("no activity function named '{}' is loaded", item.name));
+        let f = failure(
+            "FunctionNotFound",
+            &format!("no activity function named '{}' is loaded", item.name),
+        );
         finish(engine, &queue, Arc::new(Mutex::new(message)), &item, Err(f)).await;
         return;
     };
@@ -157,7 +173,11 @@ async fn finish(
         Ok(partition) => engine.wake_partition(partition),
         Err(e) => {
             // Not deleted: the work item reappears and the activity runs again.
-            tracing::warn!("sending the result of activity '{}' to '{}': {e}", item.name, item.instance_id);
+            tracing::warn!(
+                "sending the result of activity '{}' to '{}': {e}",
+                item.name,
+                item.instance_id
+            );
             return;
         }
     }

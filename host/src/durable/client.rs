@@ -12,10 +12,13 @@ use crate::runtime::durable::{EventRaised, ExecutionStarted, HistoryEvent};
 use crate::runtime::{DurableClient, HttpResponse};
 use crate::storage::StorageError;
 
+use super::Engine;
 use super::history;
 use super::instances::{self, Filter};
-use super::model::{ControlEvent, ControlMessage, InstanceRow, Record, RuntimeStatus, StoredRecord, WorkItem, iso, now_ms};
-use super::Engine;
+use super::model::{
+    ControlEvent, ControlMessage, InstanceRow, Record, RuntimeStatus, StoredRecord, WorkItem, iso,
+    now_ms,
+};
 
 /// Why a client operation did not happen; the management API maps these to status codes.
 #[derive(Debug, thiserror::Error)]
@@ -40,23 +43,45 @@ pub enum ClientError {
 impl Engine {
     /// Start `orchestrator`; the instance id. A finished instance of the same
     /// id is replaced; a running one is a Conflict.
-    pub async fn start_new(&self, orchestrator: &str, instance_id: Option<String>, input: Option<String>) -> Result<String, ClientError> {
-        if self.catalog.table().find(orchestrator, |t| matches!(t, Trigger::Orchestration)).is_none() {
-            return Err(ClientError::BadRequest(format!("no orchestrator function named '{orchestrator}' is loaded")));
+    pub async fn start_new(
+        &self,
+        orchestrator: &str,
+        instance_id: Option<String>,
+        input: Option<String>,
+    ) -> Result<String, ClientError> {
+        if self
+            .catalog
+            .table()
+            .find(orchestrator, |t| matches!(t, Trigger::Orchestration))
+            .is_none()
+        {
+            return Err(ClientError::BadRequest(format!(
+                "no orchestrator function named '{orchestrator}' is loaded"
+            )));
         }
         if let Some(input) = &input
             && serde_json::from_str::<Value>(input).is_err()
         {
-            return Err(ClientError::BadRequest("the input is not valid JSON".into()));
+            return Err(ClientError::BadRequest(
+                "the input is not valid JSON".into(),
+            ));
         }
         let id = instance_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-        if id.is_empty() || id.len() > 256 || id.chars().any(|c| c.is_control() || "/\\#?".contains(c)) {
-            return Err(ClientError::BadRequest(format!("'{id}' is not a valid instance id (no / \\ # ? or control characters, at most 256)")));
+        if id.is_empty()
+            || id.len() > 256
+            || id.chars().any(|c| c.is_control() || "/\\#?".contains(c))
+        {
+            return Err(ClientError::BadRequest(format!(
+                "'{id}' is not a valid instance id (no / \\ # ? or control characters, at most 256)"
+            )));
         }
         if let Some(existing) = instances::get(&self.hub, &id).await?
             && !existing.status.is_terminal()
         {
-            return Err(ClientError::Conflict(format!("an instance with id '{id}' is already {}", existing.status.as_str())));
+            return Err(ClientError::Conflict(format!(
+                "an instance with id '{id}' is already {}",
+                existing.status.as_str()
+            )));
         }
         let now = now_ms();
         let execution_id = uuid::Uuid::new_v4().simple().to_string();
@@ -100,10 +125,17 @@ impl Engine {
     }
 
     /// Send a control message to a live instance (404 unknown, 410 finished).
-    async fn send_to_live(&self, instance_id: &str, event: ControlEvent) -> Result<(), ClientError> {
+    async fn send_to_live(
+        &self,
+        instance_id: &str,
+        event: ControlEvent,
+    ) -> Result<(), ClientError> {
         let row = self.instance(instance_id).await?;
         if row.status.is_terminal() {
-            return Err(ClientError::Gone(instance_id.to_string(), row.status.as_str()));
+            return Err(ClientError::Gone(
+                instance_id.to_string(),
+                row.status.as_str(),
+            ));
         }
         let message = ControlMessage {
             instance_id: instance_id.to_string(),
@@ -116,7 +148,12 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn raise_event(&self, instance_id: &str, name: &str, data: Option<String>) -> Result<(), ClientError> {
+    pub async fn raise_event(
+        &self,
+        instance_id: &str,
+        name: &str,
+        data: Option<String>,
+    ) -> Result<(), ClientError> {
         let event = ControlEvent::Event(HistoryEvent::EventRaised(EventRaised {
             name: name.to_string(),
             input: data,
@@ -124,16 +161,31 @@ impl Engine {
         self.send_to_live(instance_id, event).await
     }
 
-    pub async fn terminate(&self, instance_id: &str, reason: Option<String>) -> Result<(), ClientError> {
-        self.send_to_live(instance_id, ControlEvent::Terminate { reason }).await
+    pub async fn terminate(
+        &self,
+        instance_id: &str,
+        reason: Option<String>,
+    ) -> Result<(), ClientError> {
+        self.send_to_live(instance_id, ControlEvent::Terminate { reason })
+            .await
     }
 
-    pub async fn suspend(&self, instance_id: &str, reason: Option<String>) -> Result<(), ClientError> {
-        self.send_to_live(instance_id, ControlEvent::Suspend { reason }).await
+    pub async fn suspend(
+        &self,
+        instance_id: &str,
+        reason: Option<String>,
+    ) -> Result<(), ClientError> {
+        self.send_to_live(instance_id, ControlEvent::Suspend { reason })
+            .await
     }
 
-    pub async fn resume(&self, instance_id: &str, reason: Option<String>) -> Result<(), ClientError> {
-        self.send_to_live(instance_id, ControlEvent::Resume { reason }).await
+    pub async fn resume(
+        &self,
+        instance_id: &str,
+        reason: Option<String>,
+    ) -> Result<(), ClientError> {
+        self.send_to_live(instance_id, ControlEvent::Resume { reason })
+            .await
     }
 
     /// Delete an instance's history, row and large payloads; whether it existed.
@@ -149,7 +201,8 @@ impl Engine {
         let mut count = 0;
         let mut continuation = None;
         loop {
-            let (rows, next) = instances::query(&self.hub, filter, Some(1000), continuation.as_deref()).await?;
+            let (rows, next) =
+                instances::query(&self.hub, filter, Some(1000), continuation.as_deref()).await?;
             for row in rows.iter().filter(|r| r.status.is_terminal()) {
                 if self.purge(&row.instance_id).await? {
                     count += 1;
@@ -164,7 +217,11 @@ impl Engine {
 
     /// Resume a failed instance from its failure: its failed activities run
     /// again and the orchestrator replays up to them.
-    pub async fn rewind(&self, instance_id: &str, reason: Option<String>) -> Result<(), ClientError> {
+    pub async fn rewind(
+        &self,
+        instance_id: &str,
+        reason: Option<String>,
+    ) -> Result<(), ClientError> {
         let row = self.instance(instance_id).await?;
         if row.status != RuntimeStatus::Failed {
             return Err(ClientError::Conflict(format!(
@@ -187,13 +244,15 @@ impl Engine {
             .records
             .iter()
             .filter_map(|r| match &r.record {
-                Record::Event(HistoryEvent::TaskScheduled(t)) if failed.contains(&t.event_id) => Some(WorkItem {
-                    instance_id: instance_id.to_string(),
-                    execution_id: history.execution_id.clone(),
-                    task_scheduled_id: t.event_id,
-                    name: t.name.clone(),
-                    input: t.input.clone(),
-                }),
+                Record::Event(HistoryEvent::TaskScheduled(t)) if failed.contains(&t.event_id) => {
+                    Some(WorkItem {
+                        instance_id: instance_id.to_string(),
+                        execution_id: history.execution_id.clone(),
+                        task_scheduled_id: t.event_id,
+                        name: t.name.clone(),
+                        input: t.input.clone(),
+                    })
+                }
                 _ => None,
             })
             .collect();
@@ -202,12 +261,18 @@ impl Engine {
                 "nothing to rewind in '{instance_id}': no activity failed (the orchestrator itself did)"
             )));
         }
-        tracing::info!("Rewinding '{instance_id}' ({} failed activities): {}", retry.len(), reason.unwrap_or_default());
+        tracing::info!(
+            "Rewinding '{instance_id}' ({} failed activities): {}",
+            retry.len(),
+            reason.unwrap_or_default()
+        );
         let kept: Vec<StoredRecord> = history
             .records
             .iter()
             .filter(|r| match &r.record {
-                Record::Event(HistoryEvent::TaskFailed(f)) => !failed.contains(&f.task_scheduled_id),
+                Record::Event(HistoryEvent::TaskFailed(f)) => {
+                    !failed.contains(&f.task_scheduled_id)
+                }
                 Record::ExecutionCompleted { .. } => false,
                 _ => true,
             })
@@ -238,14 +303,23 @@ impl Engine {
     pub async fn restart(&self, instance_id: &str, same_id: bool) -> Result<String, ClientError> {
         let row = self.instance(instance_id).await?;
         if same_id && !row.status.is_terminal() {
-            return Err(ClientError::Conflict(format!("instance '{instance_id}' is still {}", row.status.as_str())));
+            return Err(ClientError::Conflict(format!(
+                "instance '{instance_id}' is still {}",
+                row.status.as_str()
+            )));
         }
         let new_id = same_id.then(|| instance_id.to_string());
         self.start_new(&row.name, new_id, row.input).await
     }
 
     /// The status document, with Durable Functions' field names.
-    pub async fn status_json(&self, row: &InstanceRow, show_history: bool, show_history_output: bool, show_input: bool) -> Result<Value, ClientError> {
+    pub async fn status_json(
+        &self,
+        row: &InstanceRow,
+        show_history: bool,
+        show_history_output: bool,
+        show_input: bool,
+    ) -> Result<Value, ClientError> {
         let mut doc = json!({
             "name": row.name,
             "instanceId": row.instance_id,
@@ -257,14 +331,21 @@ impl Engine {
             "lastUpdatedTime": seconds(row.last_updated),
         });
         if show_history {
-            let records = history::load(&self.hub, &row.instance_id).await?.map(|h| h.records).unwrap_or_default();
+            let records = history::load(&self.hub, &row.instance_id)
+                .await?
+                .map(|h| h.records)
+                .unwrap_or_default();
             doc["historyEvents"] = Value::Array(history_events(&records, show_history_output));
         }
         Ok(doc)
     }
 
     /// Wait until the instance finishes or `timeout` passes; its row then.
-    pub async fn wait_for_completion(&self, instance_id: &str, timeout: Duration) -> Result<InstanceRow, ClientError> {
+    pub async fn wait_for_completion(
+        &self,
+        instance_id: &str,
+        timeout: Duration,
+    ) -> Result<InstanceRow, ClientError> {
         let deadline = Instant::now() + timeout;
         let mut finished = self.finished.subscribe();
         let mut pause = Duration::from_millis(50);
@@ -291,7 +372,8 @@ impl Engine {
     /// The management URLs of an instance, based on `base` (`http://host:port`).
     pub fn management_urls(&self, base: &str, instance_id: &str) -> Value {
         let q = format!("taskHub={}&connection=Storage", self.hub.name);
-        let id = percent_encoding::utf8_percent_encode(instance_id, percent_encoding::NON_ALPHANUMERIC);
+        let id =
+            percent_encoding::utf8_percent_encode(instance_id, percent_encoding::NON_ALPHANUMERIC);
         let instance = format!("{base}/runtime/webhooks/durabletask/instances/{id}");
         json!({
             "id": instance_id,
@@ -309,11 +391,17 @@ impl Engine {
     /// 202 + Location + the management URLs.
     pub fn check_status(&self, request_url: &str, instance_id: &str) -> HttpResponse {
         let urls = self.management_urls(&base_of(request_url), instance_id);
-        let location = urls["statusQueryGetUri"].as_str().unwrap_or_default().to_string();
+        let location = urls["statusQueryGetUri"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         HttpResponse {
             status: 202,
             headers: vec![
-                ("content-type".into(), "application/json; charset=utf-8".into()),
+                (
+                    "content-type".into(),
+                    "application/json; charset=utf-8".into(),
+                ),
                 ("location".into(), location),
                 ("retry-after".into(), "10".into()),
             ],
@@ -325,7 +413,9 @@ impl Engine {
 /// `scheme://host[:port]` of a URL.
 fn base_of(url: &str) -> String {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    let end = url[after_scheme..].find('/').map_or(url.len(), |i| after_scheme + i);
+    let end = url[after_scheme..]
+        .find('/')
+        .map_or(url.len(), |i| after_scheme + i);
     url[..end].to_string()
 }
 
@@ -347,12 +437,22 @@ fn json_or_text(s: Option<&str>) -> Value {
 fn history_events(records: &[StoredRecord], with_output: bool) -> Vec<Value> {
     let scheduled = |id: u32| {
         records.iter().find_map(|r| match &r.record {
-            Record::Event(HistoryEvent::TaskScheduled(t)) if t.event_id == id => Some((t.name.clone(), r.timestamp)),
-            Record::Event(HistoryEvent::SubOrchestrationCreated(s)) if s.event_id == id => Some((s.name.clone(), r.timestamp)),
+            Record::Event(HistoryEvent::TaskScheduled(t)) if t.event_id == id => {
+                Some((t.name.clone(), r.timestamp))
+            }
+            Record::Event(HistoryEvent::SubOrchestrationCreated(s)) if s.event_id == id => {
+                Some((s.name.clone(), r.timestamp))
+            }
             _ => None,
         })
     };
-    let out = |v: &Option<String>| if with_output { json_or_text(v.as_deref()) } else { Value::Null };
+    let out = |v: &Option<String>| {
+        if with_output {
+            json_or_text(v.as_deref())
+        } else {
+            Value::Null
+        }
+    };
     let mut events = Vec::new();
     for r in records {
         let ts = seconds(r.timestamp);
@@ -360,14 +460,24 @@ fn history_events(records: &[StoredRecord], with_output: bool) -> Vec<Value> {
             Record::Event(HistoryEvent::ExecutionStarted(e)) => {
                 json!({"EventType": "ExecutionStarted", "FunctionName": e.name, "Timestamp": ts})
             }
-            Record::Event(HistoryEvent::TaskCompleted(c)) | Record::Event(HistoryEvent::SubOrchestrationCompleted(c)) => {
+            Record::Event(HistoryEvent::TaskCompleted(c))
+            | Record::Event(HistoryEvent::SubOrchestrationCompleted(c)) => {
                 let (name, at) = scheduled(c.task_scheduled_id).unwrap_or_default();
-                let kind = if matches!(r.record, Record::Event(HistoryEvent::TaskCompleted(_))) { "TaskCompleted" } else { "SubOrchestrationInstanceCompleted" };
+                let kind = if matches!(r.record, Record::Event(HistoryEvent::TaskCompleted(_))) {
+                    "TaskCompleted"
+                } else {
+                    "SubOrchestrationInstanceCompleted"
+                };
                 json!({"EventType": kind, "FunctionName": name, "Result": out(&c.output), "ScheduledTime": seconds(at), "Timestamp": ts})
             }
-            Record::Event(HistoryEvent::TaskFailed(f)) | Record::Event(HistoryEvent::SubOrchestrationFailed(f)) => {
+            Record::Event(HistoryEvent::TaskFailed(f))
+            | Record::Event(HistoryEvent::SubOrchestrationFailed(f)) => {
                 let (name, at) = scheduled(f.task_scheduled_id).unwrap_or_default();
-                let kind = if matches!(r.record, Record::Event(HistoryEvent::TaskFailed(_))) { "TaskFailed" } else { "SubOrchestrationInstanceFailed" };
+                let kind = if matches!(r.record, Record::Event(HistoryEvent::TaskFailed(_))) {
+                    "TaskFailed"
+                } else {
+                    "SubOrchestrationInstanceFailed"
+                };
                 json!({"EventType": kind, "FunctionName": name, "Reason": f.failure.message, "Details": f.failure.details, "ScheduledTime": seconds(at), "Timestamp": ts})
             }
             Record::Event(HistoryEvent::TimerFired(t)) => {
@@ -379,15 +489,21 @@ fn history_events(records: &[StoredRecord], with_output: bool) -> Vec<Value> {
             Record::Event(HistoryEvent::EventSent(e)) => {
                 json!({"EventType": "EventSent", "Name": e.name, "InstanceId": e.instance_id, "Timestamp": ts})
             }
-            Record::Event(HistoryEvent::ExecutionSuspended) => json!({"EventType": "ExecutionSuspended", "Timestamp": ts}),
-            Record::Event(HistoryEvent::ExecutionResumed) => json!({"EventType": "ExecutionResumed", "Timestamp": ts}),
+            Record::Event(HistoryEvent::ExecutionSuspended) => {
+                json!({"EventType": "ExecutionSuspended", "Timestamp": ts})
+            }
+            Record::Event(HistoryEvent::ExecutionResumed) => {
+                json!({"EventType": "ExecutionResumed", "Timestamp": ts})
+            }
             Record::ExecutionCompleted { status, output, .. } => {
                 json!({"EventType": "ExecutionCompleted", "OrchestrationStatus": status.as_str(), "Result": out(output), "Timestamp": ts})
             }
             Record::ExecutionTerminated { reason } => {
                 json!({"EventType": "ExecutionTerminated", "Reason": reason, "Timestamp": ts})
             }
-            Record::ContinuedAsNew { input } => json!({"EventType": "ContinueAsNew", "Input": out(input), "Timestamp": ts}),
+            Record::ContinuedAsNew { input } => {
+                json!({"EventType": "ContinueAsNew", "Input": out(input), "Timestamp": ts})
+            }
             Record::Event(_) => continue,
         };
         events.push(event);
@@ -402,14 +518,29 @@ fn message(e: ClientError) -> String {
 /// The `durable-client` import of functions.
 #[async_trait]
 impl DurableClient for Arc<Engine> {
-    async fn start_new(&self, orchestrator: &str, instance_id: Option<String>, input: Option<String>) -> Result<String, String> {
-        Engine::start_new(self, orchestrator, instance_id, input).await.map_err(message)
+    async fn start_new(
+        &self,
+        orchestrator: &str,
+        instance_id: Option<String>,
+        input: Option<String>,
+    ) -> Result<String, String> {
+        Engine::start_new(self, orchestrator, instance_id, input)
+            .await
+            .map_err(message)
     }
 
-    async fn get_status(&self, instance_id: &str, show_history: bool, show_input: bool) -> Result<Option<String>, String> {
+    async fn get_status(
+        &self,
+        instance_id: &str,
+        show_history: bool,
+        show_input: bool,
+    ) -> Result<Option<String>, String> {
         match self.instance(instance_id).await {
             Ok(row) => {
-                let doc = self.status_json(&row, show_history, show_history, show_input).await.map_err(message)?;
+                let doc = self
+                    .status_json(&row, show_history, show_history, show_input)
+                    .await
+                    .map_err(message)?;
                 Ok(Some(doc.to_string()))
             }
             Err(ClientError::NotFound(_)) => Ok(None),
@@ -417,20 +548,33 @@ impl DurableClient for Arc<Engine> {
         }
     }
 
-    async fn raise_event(&self, instance_id: &str, event_name: &str, data: Option<String>) -> Result<(), String> {
-        Engine::raise_event(self, instance_id, event_name, data).await.map_err(message)
+    async fn raise_event(
+        &self,
+        instance_id: &str,
+        event_name: &str,
+        data: Option<String>,
+    ) -> Result<(), String> {
+        Engine::raise_event(self, instance_id, event_name, data)
+            .await
+            .map_err(message)
     }
 
     async fn terminate(&self, instance_id: &str, reason: Option<String>) -> Result<(), String> {
-        Engine::terminate(self, instance_id, reason).await.map_err(message)
+        Engine::terminate(self, instance_id, reason)
+            .await
+            .map_err(message)
     }
 
     async fn suspend(&self, instance_id: &str, reason: Option<String>) -> Result<(), String> {
-        Engine::suspend(self, instance_id, reason).await.map_err(message)
+        Engine::suspend(self, instance_id, reason)
+            .await
+            .map_err(message)
     }
 
     async fn resume(&self, instance_id: &str, reason: Option<String>) -> Result<(), String> {
-        Engine::resume(self, instance_id, reason).await.map_err(message)
+        Engine::resume(self, instance_id, reason)
+            .await
+            .map_err(message)
     }
 
     async fn purge(&self, instance_id: &str) -> Result<bool, String> {
@@ -441,21 +585,34 @@ impl DurableClient for Arc<Engine> {
         self.check_status(request_url, instance_id)
     }
 
-    async fn wait_or_check_status(&self, request_url: &str, instance_id: &str, timeout: Duration) -> HttpResponse {
+    async fn wait_or_check_status(
+        &self,
+        request_url: &str,
+        instance_id: &str,
+        timeout: Duration,
+    ) -> HttpResponse {
         match self.wait_for_completion(instance_id, timeout).await {
             Ok(row) if row.status == RuntimeStatus::Completed => HttpResponse {
                 status: 200,
-                headers: vec![("content-type".into(), "application/json; charset=utf-8".into())],
+                headers: vec![(
+                    "content-type".into(),
+                    "application/json; charset=utf-8".into(),
+                )],
                 body: row.output.unwrap_or_else(|| "null".into()).into_bytes(),
             },
-            Ok(row) if row.status.is_terminal() => match self.status_json(&row, false, false, false).await {
-                Ok(doc) => HttpResponse {
-                    status: 200,
-                    headers: vec![("content-type".into(), "application/json; charset=utf-8".into())],
-                    body: doc.to_string().into_bytes(),
-                },
-                Err(e) => error_response(500, &e.to_string()),
-            },
+            Ok(row) if row.status.is_terminal() => {
+                match self.status_json(&row, false, false, false).await {
+                    Ok(doc) => HttpResponse {
+                        status: 200,
+                        headers: vec![(
+                            "content-type".into(),
+                            "application/json; charset=utf-8".into(),
+                        )],
+                        body: doc.to_string().into_bytes(),
+                    },
+                    Err(e) => error_response(500, &e.to_string()),
+                }
+            }
             Ok(_) => self.check_status(request_url, instance_id),
             Err(ClientError::NotFound(id)) => error_response(404, &format!("no instance '{id}'")),
             Err(e) => error_response(500, &e.to_string()),
@@ -466,7 +623,10 @@ impl DurableClient for Arc<Engine> {
 fn error_response(status: u16, message: &str) -> HttpResponse {
     HttpResponse {
         status,
-        headers: vec![("content-type".into(), "application/json; charset=utf-8".into())],
+        headers: vec![(
+            "content-type".into(),
+            "application/json; charset=utf-8".into(),
+        )],
         body: json!({ "error": message }).to_string().into_bytes(),
     }
 }
@@ -477,7 +637,10 @@ mod tests {
 
     #[test]
     fn base_and_seconds() {
-        assert_eq!(base_of("http://localhost:7071/api/x?y=1"), "http://localhost:7071");
+        assert_eq!(
+            base_of("http://localhost:7071/api/x?y=1"),
+            "http://localhost:7071"
+        );
         assert_eq!(base_of("http://h"), "http://h");
         assert_eq!(seconds(1_750_154_400_123), "2025-06-17T10:00:00Z");
         assert_eq!(json_or_text(Some("{\"a\":1}")), json!({"a": 1}));

@@ -41,7 +41,12 @@ pub async fn load(hub: &Hub, instance_id: &str) -> Result<Option<History>, Stora
     let Some(sentinel) = rows.iter().find(|r| r.row_key == SENTINEL) else {
         return Ok(None);
     };
-    let number = |name: &str| sentinel.str(name).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    let number = |name: &str| {
+        sentinel
+            .str(name)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     let (first_seq, next_seq) = (number("FirstSequence"), number("NextSequence"));
     let mut records = Vec::new();
     for row in &rows {
@@ -51,12 +56,18 @@ pub async fn load(hub: &Hub, instance_id: &str) -> Result<Option<History>, Stora
         if seq < first_seq || seq >= next_seq {
             continue;
         }
-        let data = hub
-            .payload(row, "Data")
-            .await?
-            .ok_or_else(|| StorageError::Other(format!("history row {instance_id}/{} has no Data", row.row_key)))?;
-        let record: StoredRecord = serde_json::from_str(&data)
-            .map_err(|e| StorageError::Other(format!("history row {instance_id}/{} is unreadable: {e}", row.row_key)))?;
+        let data = hub.payload(row, "Data").await?.ok_or_else(|| {
+            StorageError::Other(format!(
+                "history row {instance_id}/{} has no Data",
+                row.row_key
+            ))
+        })?;
+        let record: StoredRecord = serde_json::from_str(&data).map_err(|e| {
+            StorageError::Other(format!(
+                "history row {instance_id}/{} is unreadable: {e}",
+                row.row_key
+            ))
+        })?;
         records.push(record);
     }
     Ok(Some(History {
@@ -91,7 +102,8 @@ pub async fn append(
             .with("EventType", record.record.event_type())
             .with("EventTimestamp", iso(record.timestamp));
         let data = serde_json::to_string(record).expect("records serialize");
-        hub.set_payload(&mut row, "Data", instance_id, Some(&data)).await?;
+        hub.set_payload(&mut row, "Data", instance_id, Some(&data))
+            .await?;
         rows.push(TableOp::Upsert(row));
     }
     let next_seq = history.next_seq + new.len() as u64;
@@ -124,7 +136,9 @@ pub async fn append(
         .get(&table, instance_id, SENTINEL)
         .await?
         .and_then(|e| e.etag)
-        .ok_or_else(|| StorageError::Other(format!("history sentinel of {instance_id} vanished")))?;
+        .ok_or_else(|| {
+            StorageError::Other(format!("history sentinel of {instance_id} vanished"))
+        })?;
     history.etag = Some(etag);
     history.next_seq = next_seq;
     history.records.extend(new);
@@ -134,7 +148,11 @@ pub async fn append(
 /// Delete every history row of an instance (all executions).
 pub async fn purge(hub: &Hub, instance_id: &str) -> Result<usize, StorageError> {
     let table = hub.history_table();
-    let rows = hub.storage.tables.query_partition(&table, instance_id).await?;
+    let rows = hub
+        .storage
+        .tables
+        .query_partition(&table, instance_id)
+        .await?;
     let count = rows.len();
     let ops: Vec<TableOp> = rows
         .into_iter()

@@ -79,7 +79,9 @@ impl Hub {
         s.tables.create_table(&self.history_table()).await?;
         s.tables.create_table(&self.instances_table()).await?;
         s.blobs.create_container(&self.leases_container()).await?;
-        s.blobs.create_container(&self.large_messages_container()).await?;
+        s.blobs
+            .create_container(&self.large_messages_container())
+            .await?;
         let info = serde_json::json!({
             "TaskHubName": self.name,
             "CreatedAt": super::model::iso(super::model::now_ms()),
@@ -87,7 +89,11 @@ impl Hub {
         });
         match s
             .blobs
-            .put_if_absent(&self.leases_container(), "taskhub.json", info.to_string().into_bytes())
+            .put_if_absent(
+                &self.leases_container(),
+                "taskhub.json",
+                info.to_string().into_bytes(),
+            )
             .await
         {
             Ok(()) | Err(StorageError::Conflict(_)) => Ok(()),
@@ -96,7 +102,11 @@ impl Hub {
     }
 
     /// Send a control message to the instance's partition, visible after `delay`.
-    pub async fn send_control(&self, message: &ControlMessage, delay: Duration) -> Result<u32, StorageError> {
+    pub async fn send_control(
+        &self,
+        message: &ControlMessage,
+        delay: Duration,
+    ) -> Result<u32, StorageError> {
         let partition = self.partition_of(&message.instance_id);
         let text = self.encode(message, &message.instance_id).await?;
         self.storage
@@ -108,10 +118,17 @@ impl Hub {
 
     pub async fn send_work(&self, item: &WorkItem) -> Result<(), StorageError> {
         let text = self.encode(item, &item.instance_id).await?;
-        self.storage.queues.send(&self.workitems_queue(), &text, Duration::ZERO).await
+        self.storage
+            .queues
+            .send(&self.workitems_queue(), &text, Duration::ZERO)
+            .await
     }
 
-    async fn encode<T: Serialize>(&self, value: &T, instance_id: &str) -> Result<String, StorageError> {
+    async fn encode<T: Serialize>(
+        &self,
+        value: &T,
+        instance_id: &str,
+    ) -> Result<String, StorageError> {
         let json = serde_json::to_string(value).expect("messages serialize");
         if json.len() <= MAX_MESSAGE {
             return Ok(json);
@@ -122,11 +139,13 @@ impl Hub {
 
     /// A message's value, fetching it from its blob when it was too large.
     pub async fn decode<T: DeserializeOwned>(&self, text: &str) -> Result<T, String> {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
         let value = match value.get("largeMessageBlob").and_then(|b| b.as_str()) {
             Some(blob) => {
                 let json = self.get_large(blob).await.map_err(|e| e.to_string())?;
-                serde_json::from_str(&json).map_err(|e| format!("large message {blob} is not JSON: {e}"))?
+                serde_json::from_str(&json)
+                    .map_err(|e| format!("large message {blob} is not JSON: {e}"))?
             }
             None => value,
         };
@@ -135,31 +154,52 @@ impl Hub {
 
     /// Put `value` in `column` of `entity`, or in a blob named by `{column}Blob`
     /// when it is too large for a table property.
-    pub async fn set_payload(&self, entity: &mut Entity, column: &str, instance_id: &str, value: Option<&str>) -> Result<(), StorageError> {
+    pub async fn set_payload(
+        &self,
+        entity: &mut Entity,
+        column: &str,
+        instance_id: &str,
+        value: Option<&str>,
+    ) -> Result<(), StorageError> {
         let blob_column = format!("{column}Blob");
         match value {
             Some(v) if v.len() > MAX_COLUMN => {
                 let blob = self.put_large(instance_id, v).await?;
-                entity.properties.insert(column.to_string(), serde_json::Value::String(String::new()));
+                entity
+                    .properties
+                    .insert(column.to_string(), serde_json::Value::String(String::new()));
                 entity.properties.insert(blob_column, blob.into());
             }
             Some(v) => {
                 entity.properties.insert(column.to_string(), v.into());
-                entity.properties.insert(blob_column, serde_json::Value::String(String::new()));
+                entity
+                    .properties
+                    .insert(blob_column, serde_json::Value::String(String::new()));
             }
             None => {
-                entity.properties.insert(column.to_string(), serde_json::Value::String(String::new()));
-                entity.properties.insert(blob_column, serde_json::Value::String(String::new()));
+                entity
+                    .properties
+                    .insert(column.to_string(), serde_json::Value::String(String::new()));
+                entity
+                    .properties
+                    .insert(blob_column, serde_json::Value::String(String::new()));
             }
         }
         Ok(())
     }
 
     /// The value `set_payload` stored; None for an empty column.
-    pub async fn payload(&self, entity: &Entity, column: &str) -> Result<Option<String>, StorageError> {
+    pub async fn payload(
+        &self,
+        entity: &Entity,
+        column: &str,
+    ) -> Result<Option<String>, StorageError> {
         match entity.str(&format!("{column}Blob")) {
             Some(blob) if !blob.is_empty() => Ok(Some(self.get_large(blob).await?)),
-            _ => Ok(entity.str(column).filter(|s| !s.is_empty()).map(str::to_string)),
+            _ => Ok(entity
+                .str(column)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)),
         }
     }
 
@@ -167,7 +207,11 @@ impl Hub {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(text.as_bytes()).expect("writing to memory");
         let bytes = gz.finish().expect("writing to memory");
-        let name = format!("{}/{}.json.gz", sanitize(instance_id), uuid::Uuid::new_v4().simple());
+        let name = format!(
+            "{}/{}.json.gz",
+            sanitize(instance_id),
+            uuid::Uuid::new_v4().simple()
+        );
         self.storage
             .blobs
             .put(&self.large_messages_container(), &name, bytes)
@@ -185,14 +229,23 @@ impl Hub {
         let mut text = String::new();
         flate2::read::GzDecoder::new(&bytes[..])
             .read_to_string(&mut text)
-            .map_err(|e| StorageError::Other(format!("large message blob {blob} is not gzipped text: {e}")))?;
+            .map_err(|e| {
+                StorageError::Other(format!(
+                    "large message blob {blob} is not gzipped text: {e}"
+                ))
+            })?;
         Ok(text)
     }
 
     /// Delete every large-message blob of an instance (purge).
     pub async fn delete_large(&self, instance_id: &str) -> Result<(), StorageError> {
         let container = self.large_messages_container();
-        for (name, _) in self.storage.blobs.list(&container, &format!("{}/", sanitize(instance_id))).await? {
+        for (name, _) in self
+            .storage
+            .blobs
+            .list(&container, &format!("{}/", sanitize(instance_id)))
+            .await?
+        {
             match self.storage.blobs.delete(&container, &name).await {
                 Ok(()) | Err(StorageError::NotFound(_)) => {}
                 Err(e) => return Err(e),
@@ -205,7 +258,13 @@ impl Hub {
 /// Blob-name-safe form of an instance id.
 fn sanitize(id: &str) -> String {
     id.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

@@ -17,7 +17,12 @@ pub async fn put(hub: &Hub, row: &InstanceRow) -> Result<(), StorageError> {
 }
 
 pub async fn get(hub: &Hub, instance_id: &str) -> Result<Option<InstanceRow>, StorageError> {
-    match hub.storage.tables.get(&hub.instances_table(), instance_id, "").await? {
+    match hub
+        .storage
+        .tables
+        .get(&hub.instances_table(), instance_id, "")
+        .await?
+    {
         Some(e) => Ok(Some(from_entity(hub, &e).await?)),
         None => Ok(None),
     }
@@ -65,7 +70,9 @@ impl Filter {
         if let Some(prefix) = self.prefix.as_deref().filter(|p| !p.is_empty()) {
             // Prefix as a key range: [prefix, prefix + U+FFFF).
             let escaped = prefix.replace('\'', "''");
-            parts.push(format!("PartitionKey ge '{escaped}' and PartitionKey lt '{escaped}\u{ffff}'"));
+            parts.push(format!(
+                "PartitionKey ge '{escaped}' and PartitionKey lt '{escaped}\u{ffff}'"
+            ));
         }
         (!parts.is_empty()).then(|| parts.join(" and "))
     }
@@ -101,9 +108,12 @@ async fn to_entity(hub: &Hub, row: &InstanceRow) -> Result<Entity, StorageError>
         .with("CreatedTime", iso(row.created))
         .with("LastUpdatedTime", iso(row.last_updated))
         .with("CompletedTime", row.completed.map(iso).unwrap_or_default());
-    hub.set_payload(&mut e, "Input", id, row.input.as_deref()).await?;
-    hub.set_payload(&mut e, "Output", id, row.output.as_deref()).await?;
-    hub.set_payload(&mut e, "CustomStatus", id, row.custom_status.as_deref()).await?;
+    hub.set_payload(&mut e, "Input", id, row.input.as_deref())
+        .await?;
+    hub.set_payload(&mut e, "Output", id, row.output.as_deref())
+        .await?;
+    hub.set_payload(&mut e, "CustomStatus", id, row.custom_status.as_deref())
+        .await?;
     Ok(e)
 }
 

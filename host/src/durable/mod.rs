@@ -97,7 +97,11 @@ impl Engine {
         });
         let leases = tokio::spawn(partitions::manage(engine.clone()));
         let activities = tokio::spawn(activities::poll(engine.clone()));
-        engine.tasks.lock().expect("tasks lock").extend([leases, activities]);
+        engine
+            .tasks
+            .lock()
+            .expect("tasks lock")
+            .extend([leases, activities]);
         Ok(engine)
     }
 
@@ -122,12 +126,21 @@ impl Engine {
     }
 
     pub(crate) fn owns(&self, partition: u32) -> bool {
-        self.owned.lock().expect("owned lock").contains_key(&partition)
+        self.owned
+            .lock()
+            .expect("owned lock")
+            .contains_key(&partition)
     }
 
     /// Partitions this host holds now.
     pub fn owned_partitions(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self.owned.lock().expect("owned lock").keys().copied().collect();
+        let mut v: Vec<u32> = self
+            .owned
+            .lock()
+            .expect("owned lock")
+            .keys()
+            .copied()
+            .collect();
         v.sort();
         v
     }

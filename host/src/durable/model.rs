@@ -8,7 +8,10 @@ use crate::runtime::durable::{Failure, HistoryEvent};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
 }
 
 /// `2025-06-17T10:00:00.123Z`: fixed width, so string order is time order
@@ -30,7 +33,12 @@ pub fn iso(ms: u64) -> String {
 /// Parse the dates clients send (with or without fractional seconds, `Z` or offset).
 pub fn parse_iso(s: &str) -> Option<u64> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .or_else(|_| time::OffsetDateTime::parse(&format!("{s}Z"), &time::format_description::well_known::Rfc3339))
+        .or_else(|_| {
+            time::OffsetDateTime::parse(
+                &format!("{s}Z"),
+                &time::format_description::well_known::Rfc3339,
+            )
+        })
         .ok()?;
     u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
@@ -76,7 +84,10 @@ impl RuntimeStatus {
 
     /// Finished for good: no more episodes.
     pub fn is_terminal(self) -> bool {
-        matches!(self, RuntimeStatus::Completed | RuntimeStatus::Failed | RuntimeStatus::Terminated)
+        matches!(
+            self,
+            RuntimeStatus::Completed | RuntimeStatus::Failed | RuntimeStatus::Terminated
+        )
     }
 }
 
@@ -95,9 +106,15 @@ pub enum ControlEvent {
     /// A history event for the guest (completions, timers, external events,
     /// and execution-started for a new instance).
     Event(HistoryEvent),
-    Terminate { reason: Option<String> },
-    Suspend { reason: Option<String> },
-    Resume { reason: Option<String> },
+    Terminate {
+        reason: Option<String>,
+    },
+    Suspend {
+        reason: Option<String>,
+    },
+    Resume {
+        reason: Option<String>,
+    },
 }
 
 /// A message on a control queue `{hub}-control-NN`.
@@ -132,8 +149,12 @@ pub enum Record {
         output: Option<String>,
         failure: Option<Failure>,
     },
-    ExecutionTerminated { reason: Option<String> },
-    ContinuedAsNew { input: Option<String> },
+    ExecutionTerminated {
+        reason: Option<String>,
+    },
+    ContinuedAsNew {
+        input: Option<String>,
+    },
 }
 
 impl Record {
@@ -215,7 +236,10 @@ mod tests {
 
     #[test]
     fn statuses_parse_case_insensitively() {
-        assert_eq!(RuntimeStatus::parse("running"), Some(RuntimeStatus::Running));
+        assert_eq!(
+            RuntimeStatus::parse("running"),
+            Some(RuntimeStatus::Running)
+        );
         assert_eq!(RuntimeStatus::parse("Nope"), None);
     }
 }

@@ -12,14 +12,18 @@ use futures::StreamExt;
 use crate::config::Trigger;
 use crate::runtime::Sandbox;
 use crate::runtime::durable::{
-    Action, ExecutionStarted, Failure, HistoryEvent, OrchestratorRequest, TaskCompleted, TaskFailed, TimerFired,
+    Action, ExecutionStarted, Failure, HistoryEvent, OrchestratorRequest, TaskCompleted,
+    TaskFailed, TimerFired,
 };
 use crate::storage::{QueueMessage, StorageError};
 
 use super::Engine;
 use super::history::{self, History};
 use super::hub::MAX_DELAY;
-use super::model::{ControlEvent, ControlMessage, InstanceRow, Record, RuntimeStatus, StoredRecord, WorkItem, now_ms};
+use super::model::{
+    ControlEvent, ControlMessage, InstanceRow, Record, RuntimeStatus, StoredRecord, WorkItem,
+    now_ms,
+};
 use super::state::InstanceState;
 
 /// A received control message and its decoded content.
@@ -47,7 +51,10 @@ enum Outcome {
 pub async fn process_batch(engine: &Arc<Engine>, partition: u32, batch: Vec<Inbound>) {
     let mut by_instance: BTreeMap<String, Vec<Inbound>> = BTreeMap::new();
     for inbound in batch {
-        by_instance.entry(inbound.control.instance_id.clone()).or_default().push(inbound);
+        by_instance
+            .entry(inbound.control.instance_id.clone())
+            .or_default()
+            .push(inbound);
     }
     futures::stream::iter(by_instance)
         .for_each_concurrent(engine.config.max_orchestrations, |(id, messages)| {
@@ -65,10 +72,17 @@ pub async fn process_batch(engine: &Arc<Engine>, partition: u32, batch: Vec<Inbo
                 for inbound in &messages {
                     let result = match outcome {
                         Outcome::Done => s.queues.delete(&queue, &inbound.message).await,
-                        Outcome::Retry(delay) => s.queues.set_visibility(&queue, &inbound.message, delay).await.map(|_| ()),
+                        Outcome::Retry(delay) => s
+                            .queues
+                            .set_visibility(&queue, &inbound.message, delay)
+                            .await
+                            .map(|_| ()),
                     };
                     if let Err(e) = result {
-                        tracing::debug!("orchestration '{id}': settling message {}: {e}", inbound.message.id);
+                        tracing::debug!(
+                            "orchestration '{id}': settling message {}: {e}",
+                            inbound.message.id
+                        );
                     }
                 }
             }
@@ -77,7 +91,11 @@ pub async fn process_batch(engine: &Arc<Engine>, partition: u32, batch: Vec<Inbo
 }
 
 /// One episode, retried once when another writer checkpointed first.
-async fn episode(engine: &Arc<Engine>, id: &str, messages: &[Inbound]) -> Result<Outcome, StorageError> {
+async fn episode(
+    engine: &Arc<Engine>,
+    id: &str,
+    messages: &[Inbound],
+) -> Result<Outcome, StorageError> {
     match try_episode(engine, id, messages).await {
         Err(StorageError::Conflict(_)) => {
             tracing::debug!("orchestration '{id}': history changed under us; replaying again");
@@ -87,7 +105,11 @@ async fn episode(engine: &Arc<Engine>, id: &str, messages: &[Inbound]) -> Result
     }
 }
 
-async fn try_episode(engine: &Arc<Engine>, id: &str, messages: &[Inbound]) -> Result<Outcome, StorageError> {
+async fn try_episode(
+    engine: &Arc<Engine>,
+    id: &str,
+    messages: &[Inbound],
+) -> Result<Outcome, StorageError> {
     let hub = &engine.hub;
     let now = now_ms();
     let loaded = history::load(hub, id).await?;
@@ -114,11 +136,18 @@ async fn try_episode(engine: &Arc<Engine>, id: &str, messages: &[Inbound]) -> Re
     let Some(execution_id) = starting.clone().or(current_execution) else {
         // Messages for an instance that has not started: its start message may
         // still be on its way. Give up after 5 tries.
-        let tries = messages.iter().map(|m| m.message.dequeue_count).max().unwrap_or(0);
+        let tries = messages
+            .iter()
+            .map(|m| m.message.dequeue_count)
+            .max()
+            .unwrap_or(0);
         if tries < 5 {
             return Ok(Outcome::Retry(Duration::from_secs(2)));
         }
-        tracing::warn!("orchestration '{id}': dropping {} message(s) for an instance that does not exist", messages.len());
+        tracing::warn!(
+            "orchestration '{id}': dropping {} message(s) for an instance that does not exist",
+            messages.len()
+        );
         return Ok(Outcome::Done);
     };
     let mut history = loaded.unwrap_or_default();
@@ -127,13 +156,22 @@ async fn try_episode(engine: &Arc<Engine>, id: &str, messages: &[Inbound]) -> Re
         (None, Some(s)) => s.status,
     };
     if starting.is_none() && status.is_terminal() {
-        tracing::debug!("orchestration '{id}': ignoring {} message(s) after it finished", messages.len());
+        tracing::debug!(
+            "orchestration '{id}': ignoring {} message(s) after it finished",
+            messages.len()
+        );
         return Ok(Outcome::Done);
     }
 
-    let mut new: Vec<StoredRecord> = vec![StoredRecord::new(Record::Event(HistoryEvent::OrchestratorStarted(now)), now)];
+    let mut new: Vec<StoredRecord> = vec![StoredRecord::new(
+        Record::Event(HistoryEvent::OrchestratorStarted(now)),
+        now,
+    )];
     let mut outbound: Vec<Outbound> = Vec::new();
-    let mut parent = state.as_ref().filter(|_| starting.is_none()).and_then(|s| s.parent.clone());
+    let mut parent = state
+        .as_ref()
+        .filter(|_| starting.is_none())
+        .and_then(|s| s.parent.clone());
     let mut name = state.as_ref().map(|s| s.name.clone()).unwrap_or_default();
     let mut input = state.as_ref().and_then(|s| s.input.clone());
     let mut created = state.as_ref().map_or(now, |s| s.created);
@@ -147,11 +185,15 @@ async fn try_episode(engine: &Arc<Engine>, id: &str, messages: &[Inbound]) -> Re
         completed: Default::default(),
         fired: Default::default(),
     };
-    let seen = state.as_ref().filter(|_| starting.is_none()).unwrap_or(&blank);
+    let seen = state
+        .as_ref()
+        .filter(|_| starting.is_none())
+        .unwrap_or(&blank);
 
     for m in messages {
         let c = &m.control;
-        let for_us = c.execution_id.is_none() || c.execution_id.as_deref() == Some(execution_id.as_str());
+        let for_us =
+            c.execution_id.is_none() || c.execution_id.as_deref() == Some(execution_id.as_str());
         match &c.event {
             ControlEvent::Event(HistoryEvent::ExecutionStarted(e)) => {
                 if starting.is_some() && c.execution_id.as_deref() == Some(execution_id.as_str()) {
@@ -159,7 +201,10 @@ async fn try_episode(engine: &Arc<Engine>, id: &str, messages: &[Inbound]) -> Re
                     input = e.input.clone();
                     created = e.timestamp;
                     parent = c.parent.clone();
-                    let mut record = StoredRecord::new(Record::Event(HistoryEvent::ExecutionStarted(e.clone())), now);
+                    let mut record = StoredRecord::new(
+                        Record::Event(HistoryEvent::ExecutionStarted(e.clone())),
+                        now,
+                    );
                     record.parent = c.parent.clone();
                     new.push(record);
                 }
@@ -172,18 +217,27 @@ async fn try_episode(engine: &Arc<Engine>, id: &str, messages: &[Inbound]) -> Re
                 }
             }
             ControlEvent::Event(event) => {
-                if for_us && !seen.is_duplicate(event) && !new.iter().any(|r| r.record == Record::Event(event.clone())) {
+                if for_us
+                    && !seen.is_duplicate(event)
+                    && !new.iter().any(|r| r.record == Record::Event(event.clone()))
+                {
                     new.push(StoredRecord::new(Record::Event(event.clone()), now));
                 }
             }
             ControlEvent::Terminate { reason } => terminated = Some(reason.clone()),
             ControlEvent::Suspend { .. } if status == RuntimeStatus::Running => {
                 status = RuntimeStatus::Suspended;
-                new.push(StoredRecord::new(Record::Event(HistoryEvent::ExecutionSuspended), now));
+                new.push(StoredRecord::new(
+                    Record::Event(HistoryEvent::ExecutionSuspended),
+                    now,
+                ));
             }
             ControlEvent::Resume { .. } if status == RuntimeStatus::Suspended => {
                 status = RuntimeStatus::Running;
-                new.push(StoredRecord::new(Record::Event(HistoryEvent::ExecutionResumed), now));
+                new.push(StoredRecord::new(
+                    Record::Event(HistoryEvent::ExecutionResumed),
+                    now,
+                ));
             }
             ControlEvent::Suspend { .. } | ControlEvent::Resume { .. } => {}
         }
@@ -200,19 +254,61 @@ async fn try_episode(engine: &Arc<Engine>, id: &str, messages: &[Inbound]) -> Re
     let mut continue_as_new: Option<Option<String>> = None;
     if let Some(reason) = terminated {
         status = RuntimeStatus::Terminated;
-        output = Some(serde_json::to_string(&reason.clone().unwrap_or_default()).expect("strings serialize"));
-        new.push(StoredRecord::new(Record::ExecutionTerminated { reason: reason.clone() }, now));
+        output = Some(
+            serde_json::to_string(&reason.clone().unwrap_or_default()).expect("strings serialize"),
+        );
+        new.push(StoredRecord::new(
+            Record::ExecutionTerminated {
+                reason: reason.clone(),
+            },
+            now,
+        ));
         if let Some(p) = &parent {
-            outbound.push(notify_parent(p, Err(failure("Terminated", &format!("sub-orchestration '{id}' was terminated: {}", reason.unwrap_or_default())))));
+            outbound.push(notify_parent(
+                p,
+                Err(failure(
+                    "Terminated",
+                    &format!(
+                        "sub-orchestration '{id}' was terminated: {}",
+                        reason.unwrap_or_default()
+                    ),
+                )),
+            ));
         }
     } else if status == RuntimeStatus::Running {
-        let Some(function) = engine.catalog.table().find(&name, |t| matches!(t, Trigger::Orchestration)) else {
-            let tries = messages.iter().map(|m| m.message.dequeue_count).max().unwrap_or(0);
+        let Some(function) = engine
+            .catalog
+            .table()
+            .find(&name, |t| matches!(t, Trigger::Orchestration))
+        else {
+            let tries = messages
+                .iter()
+                .map(|m| m.message.dequeue_count)
+                .max()
+                .unwrap_or(0);
             if tries < 5 {
-                tracing::warn!("orchestration '{id}': no orchestrator function '{name}' is loaded; retrying in 10 s");
+                tracing::warn!(
+                    "orchestration '{id}': no orchestrator function '{name}' is loaded; retrying in 10 s"
+                );
                 return Ok(Outcome::Retry(Duration::from_secs(10)));
             }
-            return finish_failed(engine, id, history, starting, new, parent, &name, input, created, now, failure("FunctionNotFound", &format!("no orchestrator function named '{name}' is loaded"))).await;
+            return finish_failed(
+                engine,
+                id,
+                history,
+                starting,
+                new,
+                parent,
+                &name,
+                input,
+                created,
+                now,
+                failure(
+                    "FunctionNotFound",
+                    &format!("no orchestrator function named '{name}' is loaded"),
+                ),
+            )
+            .await;
         };
         let past = guest_events(&history.records);
         let request = OrchestratorRequest {
@@ -225,7 +321,8 @@ async fn try_episode(engine: &Arc<Engine>, id: &str, messages: &[Inbound]) -> Re
         let started = std::time::Instant::now();
         let sandbox = Sandbox {
             now_ms: now,
-            seed: u64::from(super::hub::fnv1a(id.as_bytes())) << 32 | u64::from(super::hub::fnv1a(execution_id.as_bytes())),
+            seed: u64::from(super::hub::fnv1a(id.as_bytes())) << 32
+                | u64::from(super::hub::fnv1a(execution_id.as_bytes())),
         };
         let response = engine
             .runtime
@@ -238,7 +335,20 @@ async fn try_episode(engine: &Arc<Engine>, id: &str, messages: &[Inbound]) -> Re
         let response = match response {
             Ok(r) => r,
             Err(e) => {
-                return finish_failed(engine, id, history, starting, new, parent, &name, input, created, now, failure("OrchestratorFailed", &e.to_string())).await;
+                return finish_failed(
+                    engine,
+                    id,
+                    history,
+                    starting,
+                    new,
+                    parent,
+                    &name,
+                    input,
+                    created,
+                    now,
+                    failure("OrchestratorFailed", &e.to_string()),
+                )
+                .await;
             }
         };
         custom_status = Some(response.custom_status.clone());
@@ -252,29 +362,40 @@ async fn try_episode(engine: &Arc<Engine>, id: &str, messages: &[Inbound]) -> Re
                         name: t.name.clone(),
                         input: t.input.clone(),
                     }));
-                    new.push(StoredRecord::new(Record::Event(HistoryEvent::TaskScheduled(t)), now));
+                    new.push(StoredRecord::new(
+                        Record::Event(HistoryEvent::TaskScheduled(t)),
+                        now,
+                    ));
                 }
                 Action::CreateTimer(t) => {
                     let fired = ControlMessage {
                         instance_id: id.to_string(),
                         execution_id: Some(execution_id.clone()),
-                        event: ControlEvent::Event(HistoryEvent::TimerFired(TimerFired { timer_id: t.event_id, fire_at: t.fire_at })),
+                        event: ControlEvent::Event(HistoryEvent::TimerFired(TimerFired {
+                            timer_id: t.event_id,
+                            fire_at: t.fire_at,
+                        })),
                         parent: None,
                     };
                     let delay = Duration::from_millis(t.fire_at.saturating_sub(now)).min(MAX_DELAY);
                     outbound.push(Outbound::Control(fired, delay));
-                    new.push(StoredRecord::new(Record::Event(HistoryEvent::TimerCreated(t)), now));
+                    new.push(StoredRecord::new(
+                        Record::Event(HistoryEvent::TimerCreated(t)),
+                        now,
+                    ));
                 }
                 Action::CallSubOrchestrator(s) => {
                     outbound.push(Outbound::Control(
                         ControlMessage {
                             instance_id: s.instance_id.clone(),
                             execution_id: Some(uuid::Uuid::new_v4().simple().to_string()),
-                            event: ControlEvent::Event(HistoryEvent::ExecutionStarted(ExecutionStarted {
-                                name: s.name.clone(),
-                                input: s.input.clone(),
-                                timestamp: now,
-                            })),
+                            event: ControlEvent::Event(HistoryEvent::ExecutionStarted(
+                                ExecutionStarted {
+                                    name: s.name.clone(),
+                                    input: s.input.clone(),
+                                    timestamp: now,
+                                },
+                            )),
                             parent: Some(super::model::Parent {
                                 instance_id: id.to_string(),
                                 execution_id: execution_id.clone(),
@@ -283,22 +404,30 @@ async fn try_episode(engine: &Arc<Engine>, id: &str, messages: &[Inbound]) -> Re
                         },
                         Duration::ZERO,
                     ));
-                    new.push(StoredRecord::new(Record::Event(HistoryEvent::SubOrchestrationCreated(s)), now));
+                    new.push(StoredRecord::new(
+                        Record::Event(HistoryEvent::SubOrchestrationCreated(s)),
+                        now,
+                    ));
                 }
                 Action::SendEvent(e) => {
                     outbound.push(Outbound::Control(
                         ControlMessage {
                             instance_id: e.instance_id.clone(),
                             execution_id: None,
-                            event: ControlEvent::Event(HistoryEvent::EventRaised(crate::runtime::durable::EventRaised {
-                                name: e.name.clone(),
-                                input: e.input.clone(),
-                            })),
+                            event: ControlEvent::Event(HistoryEvent::EventRaised(
+                                crate::runtime::durable::EventRaised {
+                                    name: e.name.clone(),
+                                    input: e.input.clone(),
+                                },
+                            )),
                             parent: None,
                         },
                         Duration::ZERO,
                     ));
-                    new.push(StoredRecord::new(Record::Event(HistoryEvent::EventSent(e)), now));
+                    new.push(StoredRecord::new(
+                        Record::Event(HistoryEvent::EventSent(e)),
+                        now,
+                    ));
                 }
                 Action::Complete(result) => {
                     let (record_status, out, fail) = match result {
@@ -310,13 +439,23 @@ async fn try_episode(engine: &Arc<Engine>, id: &str, messages: &[Inbound]) -> Re
                     if let Some(p) = &parent {
                         outbound.push(notify_parent(p, fail.clone().map_or(Ok(out.clone()), Err)));
                     }
-                    new.push(StoredRecord::new(Record::ExecutionCompleted { status: record_status, output: out, failure: fail }, now));
+                    new.push(StoredRecord::new(
+                        Record::ExecutionCompleted {
+                            status: record_status,
+                            output: out,
+                            failure: fail,
+                        },
+                        now,
+                    ));
                     break;
                 }
                 Action::ContinueAsNew(c) => {
                     status = RuntimeStatus::ContinuedAsNew;
                     continue_as_new = Some(c.input.clone());
-                    new.push(StoredRecord::new(Record::ContinuedAsNew { input: c.input }, now));
+                    new.push(StoredRecord::new(
+                        Record::ContinuedAsNew { input: c.input },
+                        now,
+                    ));
                     break;
                 }
             }
@@ -350,7 +489,11 @@ async fn try_episode(engine: &Arc<Engine>, id: &str, messages: &[Inbound]) -> Re
         name,
         execution_id,
         status,
-        input: if continue_as_new.is_some() { continue_as_new.clone().flatten() } else { input },
+        input: if continue_as_new.is_some() {
+            continue_as_new.clone().flatten()
+        } else {
+            input
+        },
         output,
         custom_status: custom_status.flatten(),
         created,
@@ -397,7 +540,9 @@ async fn finish_failed(
         },
         now,
     ));
-    let execution_id = starting.clone().unwrap_or_else(|| history.execution_id.clone());
+    let execution_id = starting
+        .clone()
+        .unwrap_or_else(|| history.execution_id.clone());
     let new_execution = starting.filter(|e| Some(e) != history_execution(&history).as_ref());
     history::append(&engine.hub, id, history, new_execution, new).await?;
     let row = InstanceRow {
@@ -430,7 +575,10 @@ fn failure_output(f: &Failure) -> String {
     serde_json::to_string(&format!("{}: {}", f.error_type, f.message)).expect("strings serialize")
 }
 
-fn notify_parent(parent: &super::model::Parent, result: Result<Option<String>, Failure>) -> Outbound {
+fn notify_parent(
+    parent: &super::model::Parent,
+    result: Result<Option<String>, Failure>,
+) -> Outbound {
     let event = match result {
         Ok(output) => HistoryEvent::SubOrchestrationCompleted(TaskCompleted {
             task_scheduled_id: parent.task_scheduled_id,

@@ -22,7 +22,10 @@ pub async fn manage(engine: Arc<Engine>) {
     let container = engine.hub.leases_container();
     let blobs = engine.hub.storage.blobs.clone();
     for p in 0..engine.hub.partitions {
-        match blobs.put_if_absent(&container, &lease_blob(&engine, p), Vec::new()).await {
+        match blobs
+            .put_if_absent(&container, &lease_blob(&engine, p), Vec::new())
+            .await
+        {
             Ok(()) | Err(StorageError::Conflict(_)) => {}
             Err(e) => tracing::warn!("creating lease blob of partition {p}: {e}"),
         }
@@ -35,7 +38,10 @@ pub async fn manage(engine: Arc<Engine>) {
             }
             let held = engine.owned.lock().expect("owned lock").get(&p).cloned();
             match held {
-                Some(lease) => match blobs.renew_lease(&container, &lease_blob(&engine, p), &lease).await {
+                Some(lease) => match blobs
+                    .renew_lease(&container, &lease_blob(&engine, p), &lease)
+                    .await
+                {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!("lost the lease of partition {p}; another host has it now");
@@ -43,9 +49,16 @@ pub async fn manage(engine: Arc<Engine>) {
                     }
                     Err(e) => tracing::warn!("renewing the lease of partition {p}: {e}"),
                 },
-                None => match blobs.acquire_lease(&container, &lease_blob(&engine, p), engine.config.lease).await {
+                None => match blobs
+                    .acquire_lease(&container, &lease_blob(&engine, p), engine.config.lease)
+                    .await
+                {
                     Ok(Some(lease)) => {
-                        tracing::info!("Host {} took partition {p} ({})", engine.host_id, engine.hub.control_queue(p));
+                        tracing::info!(
+                            "Host {} took partition {p} ({})",
+                            engine.host_id,
+                            engine.hub.control_queue(p)
+                        );
                         engine.owned.lock().expect("owned lock").insert(p, lease);
                         let poller = tokio::spawn(poll(engine.clone(), p));
                         engine.tasks.lock().expect("tasks lock").push(poller);
@@ -88,18 +101,26 @@ async fn poll(engine: Arc<Engine>, partition: u32) {
             .hub
             .storage
             .queues
-            .receive(&queue, engine.config.control_batch, engine.config.control_visibility)
+            .receive(
+                &queue,
+                engine.config.control_batch,
+                engine.config.control_visibility,
+            )
             .await;
         let messages = match received {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!("reading {queue}: {e}");
-                backoff.wait(&engine.partition_wakers[partition as usize]).await;
+                backoff
+                    .wait(&engine.partition_wakers[partition as usize])
+                    .await;
                 continue;
             }
         };
         if messages.is_empty() {
-            backoff.wait(&engine.partition_wakers[partition as usize]).await;
+            backoff
+                .wait(&engine.partition_wakers[partition as usize])
+                .await;
             continue;
         }
         backoff.reset();
@@ -115,11 +136,21 @@ async fn poll(engine: Arc<Engine>, partition: u32) {
 }
 
 /// Move a message nobody can read to `{queue}-poison`, keeping its text.
-pub async fn poison(engine: &Engine, queue: &str, message: &crate::storage::QueueMessage, why: &str) {
+pub async fn poison(
+    engine: &Engine,
+    queue: &str,
+    message: &crate::storage::QueueMessage,
+    why: &str,
+) {
     let poison = format!("{queue}-poison");
-    tracing::error!("moving unreadable message {} from {queue} to {poison}: {why}", message.id);
+    tracing::error!(
+        "moving unreadable message {} from {queue} to {poison}: {why}",
+        message.id
+    );
     let q = &engine.hub.storage.queues;
-    if q.create_queue(&poison).await.is_ok() && q.send(&poison, &message.text, Duration::ZERO).await.is_ok() {
+    if q.create_queue(&poison).await.is_ok()
+        && q.send(&poison, &message.text, Duration::ZERO).await.is_ok()
+    {
         let _ = q.delete(queue, message).await;
     }
 }

@@ -52,8 +52,12 @@ impl InstanceState {
                         Record::Event(HistoryEvent::TimerFired(t)) => {
                             s.fired.insert(t.timer_id);
                         }
-                        Record::Event(HistoryEvent::ExecutionSuspended) => s.status = RuntimeStatus::Suspended,
-                        Record::Event(HistoryEvent::ExecutionResumed) => s.status = RuntimeStatus::Running,
+                        Record::Event(HistoryEvent::ExecutionSuspended) => {
+                            s.status = RuntimeStatus::Suspended
+                        }
+                        Record::Event(HistoryEvent::ExecutionResumed) => {
+                            s.status = RuntimeStatus::Running
+                        }
                         Record::ExecutionCompleted { status, .. } => s.status = *status,
                         Record::ExecutionTerminated { .. } => s.status = RuntimeStatus::Terminated,
                         Record::ContinuedAsNew { .. } => s.status = RuntimeStatus::ContinuedAsNew,

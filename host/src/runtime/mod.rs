@@ -292,7 +292,10 @@ impl Runtime {
         invocation: &Invocation,
         request: HttpRequest,
     ) -> Result<HttpResponse, InvokeError> {
-        match self.run(component, invocation, None, Call::Http(request)).await? {
+        match self
+            .run(component, invocation, None, Call::Http(request))
+            .await?
+        {
             Reply::Http(r) => Ok(r),
             _ => unreachable!("an HTTP call answers with an HTTP reply"),
         }
@@ -308,7 +311,15 @@ impl Runtime {
         request: durable::OrchestratorRequest,
         sandbox: Sandbox,
     ) -> Result<durable::OrchestratorResponse, InvokeError> {
-        match self.run(component, invocation, Some(sandbox), Call::Orchestrator(request)).await? {
+        match self
+            .run(
+                component,
+                invocation,
+                Some(sandbox),
+                Call::Orchestrator(request),
+            )
+            .await?
+        {
             Reply::Orchestrator(r) => Ok(r),
             _ => unreachable!("an orchestrator call answers with an orchestrator reply"),
         }
@@ -321,7 +332,10 @@ impl Runtime {
         invocation: &Invocation,
         input: Option<String>,
     ) -> Result<Result<Option<String>, durable::Failure>, InvokeError> {
-        match self.run(component, invocation, None, Call::Activity(input)).await? {
+        match self
+            .run(component, invocation, None, Call::Activity(input))
+            .await?
+        {
             Reply::Activity(r) => Ok(r),
             _ => unreachable!("an activity call answers with an activity reply"),
         }
@@ -343,17 +357,39 @@ impl Runtime {
     ) -> Result<Reply, InvokeError> {
         let missing = match &call {
             Call::Http(_) => component.http.as_ref().err().map(|_| HTTP_INTERFACE),
-            Call::Orchestrator(_) => component.orchestrator.as_ref().err().map(|_| ORCHESTRATOR_INTERFACE),
-            Call::Activity(_) => component.activity.as_ref().err().map(|_| ACTIVITY_INTERFACE),
+            Call::Orchestrator(_) => component
+                .orchestrator
+                .as_ref()
+                .err()
+                .map(|_| ORCHESTRATOR_INTERFACE),
+            Call::Activity(_) => component
+                .activity
+                .as_ref()
+                .err()
+                .map(|_| ACTIVITY_INTERFACE),
         };
         if let Some(interface) = missing {
             return Err(InvokeError::NotExported(interface));
         }
         // Waits only when max_instances invocations already run.
-        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let deadline = Instant::now() + self.config.function_timeout;
-        let durable = if sandbox.is_some() { None } else { self.durable.get().cloned() };
-        let state = HostState::new(invocation, &self.config.env, self.config.max_memory_bytes, durable, sandbox);
+        let durable = if sandbox.is_some() {
+            None
+        } else {
+            self.durable.get().cloned()
+        };
+        let state = HostState::new(
+            invocation,
+            &self.config.env,
+            self.config.max_memory_bytes,
+            durable,
+            sandbox,
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s);
         store.set_epoch_deadline(1);
@@ -370,15 +406,27 @@ impl Runtime {
             let name = &*invocation.function;
             wasmtime::Result::Ok(match call {
                 Call::Http(request) => {
-                    let guest = component.http.as_ref().expect("checked above").load(&mut store, &instance)?;
+                    let guest = component
+                        .http
+                        .as_ref()
+                        .expect("checked above")
+                        .load(&mut store, &instance)?;
                     Reply::Http(guest.call_handle(&mut store, name, &request).await?)
                 }
                 Call::Orchestrator(request) => {
-                    let guest = component.orchestrator.as_ref().expect("checked above").load(&mut store, &instance)?;
+                    let guest = component
+                        .orchestrator
+                        .as_ref()
+                        .expect("checked above")
+                        .load(&mut store, &instance)?;
                     Reply::Orchestrator(guest.call_run(&mut store, name, &request).await?)
                 }
                 Call::Activity(input) => {
-                    let guest = component.activity.as_ref().expect("checked above").load(&mut store, &instance)?;
+                    let guest = component
+                        .activity
+                        .as_ref()
+                        .expect("checked above")
+                        .load(&mut store, &instance)?;
                     Reply::Activity(guest.call_run(&mut store, name, input.as_ref()).await?)
                 }
             })

@@ -8,9 +8,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
 
-use super::{Invocation, Sandbox};
 use super::bindings::fnhost::function::log::{Host as LogHost, Level};
 use super::output::{GuestOutput, Stream};
+use super::{Invocation, Sandbox};
 
 /// What one invocation's `Store` carries.
 pub struct HostState {

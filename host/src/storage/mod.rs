@@ -56,12 +56,22 @@ pub trait Queues: Send + Sync {
     /// Add a message that becomes visible after `delay` (0 = at once; at most 7 days).
     async fn send(&self, queue: &str, text: &str, delay: Duration) -> Result<()>;
     /// Take up to `max` (1..=32) visible messages, hiding them for `visibility`.
-    async fn receive(&self, queue: &str, max: u32, visibility: Duration) -> Result<Vec<QueueMessage>>;
+    async fn receive(
+        &self,
+        queue: &str,
+        max: u32,
+        visibility: Duration,
+    ) -> Result<Vec<QueueMessage>>;
     /// Delete a received message (its id and pop receipt).
     async fn delete(&self, queue: &str, message: &QueueMessage) -> Result<()>;
     /// Make a received message visible again after `visibility` (0 = now, to
     /// abandon it); returns it with its new pop receipt.
-    async fn set_visibility(&self, queue: &str, message: &QueueMessage, visibility: Duration) -> Result<QueueMessage>;
+    async fn set_visibility(
+        &self,
+        queue: &str,
+        message: &QueueMessage,
+        visibility: Duration,
+    ) -> Result<QueueMessage>;
     /// Approximate number of messages in the queue.
     async fn approximate_count(&self, queue: &str) -> Result<u64>;
 }
@@ -69,6 +79,14 @@ pub trait Queues: Send + Sync {
 /// A table entity: keys, ETag and properties. Properties are JSON values:
 /// strings, numbers (i64 or f64), booleans. Strings longer than 32K chars are
 /// rejected by Azure: callers keep large payloads in blobs.
+///
+/// How `azure` stores them (a round trip gives back the same values): integers
+/// in i32 range as Edm.Int32, other i64 as Edm.Int64 (sent as an annotated
+/// string, read back as a number), floats as Edm.Double (`2.0` stays a float),
+/// strings and booleans as they are. A null property is left out (it reads
+/// back as absent); arrays, objects, integers over i64::MAX and the names
+/// PartitionKey, RowKey, Timestamp or names with `@` are refused (Other).
+/// Keys may not contain `/`, `\`, `#` or `?` (Azure's rule); `'` is fine.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Entity {
     pub partition_key: String,
@@ -140,7 +158,13 @@ pub trait Tables: Send + Sync {
     /// Every entity of one partition, in row-key order (follows continuations).
     async fn query_partition(&self, table: &str, partition_key: &str) -> Result<Vec<Entity>>;
     /// One page of an OData `$filter` query (None = all rows), at most `top` entities.
-    async fn query(&self, table: &str, filter: Option<&str>, top: Option<u32>, continuation: Option<&str>) -> Result<Page>;
+    async fn query(
+        &self,
+        table: &str,
+        filter: Option<&str>,
+        top: Option<u32>,
+        continuation: Option<&str>,
+    ) -> Result<Page>;
     /// One write; the new ETag (None for a delete).
     async fn execute(&self, table: &str, op: TableOp) -> Result<Option<String>>;
     /// Up to 100 writes to one partition, all or nothing (an entity group
@@ -165,7 +189,12 @@ pub trait Blobs: Send + Sync {
     /// Names and ETags of the blobs whose names start with `prefix`.
     async fn list(&self, container: &str, prefix: &str) -> Result<Vec<(String, String)>>;
     /// Take a lease of `duration` (15–60 s) on an existing blob; None if another holder has it.
-    async fn acquire_lease(&self, container: &str, name: &str, duration: Duration) -> Result<Option<String>>;
+    async fn acquire_lease(
+        &self,
+        container: &str,
+        name: &str,
+        duration: Duration,
+    ) -> Result<Option<String>>;
     /// Renew our lease; false if it was lost (expired and taken, or broken).
     async fn renew_lease(&self, container: &str, name: &str, lease_id: &str) -> Result<bool>;
     async fn release_lease(&self, container: &str, name: &str, lease_id: &str) -> Result<()>;

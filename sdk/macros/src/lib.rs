@@ -2,7 +2,10 @@
 
 use proc_macro::TokenStream;
 use quote::{format_ident, quote};
-use syn::{Ident, ItemFn, LitStr, Token, parse::Parser, parse_macro_input, punctuated::Punctuated};
+use syn::{
+    FnArg, Ident, ItemFn, LitStr, ReturnType, Token, Type, parse::Parser, parse_macro_input,
+    punctuated::Punctuated, spanned::Spanned,
+};
 
 /// Marks a function as an `httpTrigger` function.
 ///
@@ -33,6 +36,181 @@ pub fn http_trigger(attr: TokenStream, item: TokenStream) -> TokenStream {
             ::fnhost_sdk::__private::Registration::Http { name: #name, handler: #wrapper };
     }
     .into()
+}
+
+/// Marks a function as an `activityTrigger` function.
+///
+/// The function takes one argument, deserialized from the JSON input (an absent input
+/// reads as `null`, so `Option<T>` and `()` accept it), or none, and returns a
+/// serializable value or a `Result` of one. An `Err` fails the activity: a `TaskError`
+/// keeps its type, any other `Display` error becomes an `ActivityError` with its text.
+/// Its name is the Rust name, or `#[activity(name = "SayHello")]`.
+#[proc_macro_attribute]
+pub fn activity(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let func = parse_macro_input!(item as ItemFn);
+    expand_activity(attr, func).unwrap_or_else(|e| e.to_compile_error().into())
+}
+
+fn expand_activity(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
+    let name = function_name(attr, &func)?;
+    let sig = &func.sig;
+    if let Some(asyncness) = sig.asyncness {
+        return Err(syn::Error::new(
+            asyncness.span(),
+            "an activity is a plain `fn`: it runs to completion in one call",
+        ));
+    }
+    reject_generics(&func)?;
+    let ident = &sig.ident;
+    let call = match sig.inputs.len() {
+        0 => quote! { #ident() },
+        1 => quote! { #ident(::fnhost_sdk::__private::activity_input(#name, input)?) },
+        _ => {
+            return Err(syn::Error::new(
+                sig.inputs.span(),
+                "an activity takes one argument, its JSON input: put several values in a \
+                 tuple or a struct",
+            ));
+        }
+    };
+    let body = if returns_result(&sig.output) {
+        quote! {
+            match #call {
+                ::std::result::Result::Ok(output) => {
+                    ::fnhost_sdk::__private::activity_output(#name, output)
+                }
+                ::std::result::Result::Err(error) => {
+                    use ::fnhost_sdk::__private::{
+                        ActivityFailureViaDisplay as _, ActivityFailureViaTaskError as _,
+                    };
+                    ::std::result::Result::Err(
+                        (&::fnhost_sdk::__private::ErrorWrap::new(error)).activity_failure(),
+                    )
+                }
+            }
+        }
+    } else {
+        quote! { ::fnhost_sdk::__private::activity_output(#name, #call) }
+    };
+    let registration = registration_ident(ident);
+    let wrapper = format_ident!("__fnhost_activity_{}", ident);
+    Ok(quote! {
+        #func
+
+        #[doc(hidden)]
+        #[allow(unused_variables)]
+        fn #wrapper(
+            input: ::std::option::Option<::std::string::String>,
+        ) -> ::std::result::Result<
+            ::std::option::Option<::std::string::String>,
+            ::fnhost_sdk::__private::Failure,
+        > {
+            #body
+        }
+
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        const #registration: ::fnhost_sdk::__private::Registration =
+            ::fnhost_sdk::__private::Registration::Activity { name: #name, handler: #wrapper };
+    }
+    .into())
+}
+
+/// Marks an `async fn(ctx: OrchestrationContext)` as an `orchestrationTrigger` function.
+///
+/// It returns a serializable value or a `Result` of one. An `Err` fails the instance:
+/// an error that converts into `OrchestrationError` (it, `TaskError`,
+/// `serde_json::Error`, strings) keeps its type, any other `Display` error becomes an
+/// `OrchestrationError` with its text. Its name is the Rust name, or
+/// `#[orchestrator(name = "HelloSequence")]`.
+#[proc_macro_attribute]
+pub fn orchestrator(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let func = parse_macro_input!(item as ItemFn);
+    expand_orchestrator(attr, func).unwrap_or_else(|e| e.to_compile_error().into())
+}
+
+fn expand_orchestrator(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
+    let name = function_name(attr, &func)?;
+    let sig = &func.sig;
+    if sig.asyncness.is_none() {
+        return Err(syn::Error::new(
+            sig.fn_token.span(),
+            "an orchestrator is an `async fn(ctx: OrchestrationContext)`",
+        ));
+    }
+    reject_generics(&func)?;
+    if sig.inputs.len() != 1 || matches!(sig.inputs.first(), Some(FnArg::Receiver(_))) {
+        return Err(syn::Error::new(
+            sig.inputs.span(),
+            "an orchestrator takes one argument, `ctx: OrchestrationContext`; read its input \
+             with `ctx.input()`",
+        ));
+    }
+    let ident = &sig.ident;
+    let body = if returns_result(&sig.output) {
+        quote! {
+            match #ident(ctx).await {
+                ::std::result::Result::Ok(output) => {
+                    ::fnhost_sdk::__private::orchestration_output(#name, output)
+                }
+                ::std::result::Result::Err(error) => {
+                    use ::fnhost_sdk::__private::{
+                        OrchestrationFailureViaDisplay as _, OrchestrationFailureViaInto as _,
+                    };
+                    ::std::result::Result::Err(
+                        (&::fnhost_sdk::__private::ErrorWrap::new(error)).orchestration_failure(),
+                    )
+                }
+            }
+        }
+    } else {
+        quote! { ::fnhost_sdk::__private::orchestration_output(#name, #ident(ctx).await) }
+    };
+    let registration = registration_ident(ident);
+    let wrapper = format_ident!("__fnhost_orchestrator_{}", ident);
+    Ok(quote! {
+        #func
+
+        #[doc(hidden)]
+        fn #wrapper(
+            ctx: ::fnhost_sdk::OrchestrationContext,
+        ) -> ::fnhost_sdk::__private::OrchestratorFuture {
+            ::std::boxed::Box::pin(async move { #body })
+        }
+
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        const #registration: ::fnhost_sdk::__private::Registration =
+            ::fnhost_sdk::__private::Registration::Orchestrator { name: #name, handler: #wrapper };
+    }
+    .into())
+}
+
+/// Whether the return type is spelled `Result<..>` (any path ending so, e.g.
+/// `anyhow::Result<T>`): its `Err` then fails the function instead of being its output.
+fn returns_result(output: &ReturnType) -> bool {
+    match output {
+        ReturnType::Type(_, ty) => match &**ty {
+            Type::Path(path) => path
+                .path
+                .segments
+                .last()
+                .is_some_and(|segment| segment.ident == "Result"),
+            _ => false,
+        },
+        ReturnType::Default => false,
+    }
+}
+
+fn reject_generics(func: &ItemFn) -> syn::Result<()> {
+    if func.sig.generics.params.is_empty() {
+        Ok(())
+    } else {
+        Err(syn::Error::new(
+            func.sig.generics.span(),
+            "a durable function cannot be generic: the host calls it by name",
+        ))
+    }
 }
 
 /// Exports the listed trigger functions as this crate's component.

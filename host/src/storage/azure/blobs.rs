@@ -38,6 +38,15 @@ impl AzureBlobs {
         classify(error, &what, &self.endpoint)
     }
 
+    /// An empty blob's (empty) content and ETag: one more call.
+    async fn empty_blob(&self, container: &str, name: &str) -> Result<Option<(Vec<u8>, String)>> {
+        match self.blob(container, name).get_properties().await {
+            Ok(response) => Ok(Some((Vec::new(), bare(&response.blob.properties.etag)))),
+            Err(e) if matches!(status_of(&e), Some((404, _))) => Ok(None), // deleted meanwhile
+            Err(e) => Err(self.error(e, format!("reading blob '{container}/{name}'"))),
+        }
+    }
+
     fn lease_id(container: &str, name: &str, lease_id: &str) -> Result<LeaseId> {
         lease_id.parse().map_err(|_| {
             StorageError::Other(format!(
@@ -97,6 +106,10 @@ impl Blobs for AzureBlobs {
                 // BlobNotFound is a missing blob; ContainerNotFound stays an error.
                 Err(e) if matches!(status_of(&e), Some((404, Some("BlobNotFound")))) => {
                     return Ok(None);
+                }
+                // A range read of an empty blob is 416: ask for its ETag alone.
+                Err(e) if etag.is_none() && matches!(status_of(&e), Some((416, _))) => {
+                    return self.empty_blob(container, name).await;
                 }
                 Err(e) => return Err(self.error(e, format!("reading blob '{container}/{name}'"))),
             };

@@ -10,14 +10,15 @@
 //!
 //! Facts a caller relies on (checked against Azurite 3.37 by tests/storage_azure.rs):
 //! - queue text goes as it is (XML-escaped by the crate, no base64); at most
-//!   64 KiB; messages never expire (TTL 68 years), delays round up to whole seconds;
-//! - table values keep their JSON types (see the rules in `entity.rs`: large i64 go
-//!   as Edm.Int64, floats as Edm.Double, nulls are left out, arrays refused);
-//!   keys may hold `'`; [`Page::continuation`](crate::storage::Page) is
-//!   "NextPartitionKey NextRowKey";
+//!   64 KiB; messages never expire (TTL 68 years), delays round up to whole
+//!   seconds; a stale pop receipt is Conflict (Azurite's 400 PopReceiptMismatch);
+//! - table values keep their JSON types ([`Entity`](crate::storage::Entity)
+//!   says how); keys may hold `'`; a page holds at most 1,000 entities and
+//!   [`Page::continuation`](crate::storage::Page) is "NextPartitionKey NextRowKey";
 //! - a failed batch writes nothing and is Conflict (409/412) or NotFound (404);
-//! - blob ETags come without quotes; leases are 15-60 s (or `Duration::MAX` for
-//!   infinite); lease ids are UUIDs.
+//! - a blob is read in one call (two if it is empty: the range read answers 416);
+//!   blob ETags come without quotes, so listed and read ones compare equal;
+//!   leases are 15-60 s (or `Duration::MAX` for infinite); lease ids are UUIDs.
 
 mod blobs;
 mod connection;

@@ -54,8 +54,21 @@ impl HttpClient for CountingClient {
     async fn execute_request(&self, request: &Request) -> azure_core::Result<Response> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let attempt = async {
-            let (status, headers, body) = self.inner.execute_request(request).await?.deconstruct();
-            let body = body.collect().await?;
+            let (status, mut headers, body) =
+                self.inner.execute_request(request).await?.deconstruct();
+            let mut body = body.collect().await?;
+            if !status.is_success()
+                && let Some((code, message)) = odata_error(&body)
+            {
+                // The Table service's error shape is not one azure_core reads:
+                // restate it in the one it does, so errors carry code and message.
+                body = serde_json::to_vec(
+                    &serde_json::json!({"error": {"code": code, "message": message}}),
+                )
+                .unwrap_or_default()
+                .into();
+                headers.insert(azure_core::headers::CONTENT_TYPE, "application/json");
+            }
             let body = futures::stream::iter([Ok(body)]);
             Ok(Response::new(status, headers, Box::pin(body)))
         };
@@ -67,6 +80,19 @@ impl HttpClient for CountingClient {
             )),
         }
     }
+}
+
+/// The code and message of a Table service error body:
+/// `{"odata.error":{"code":"TableNotFound","message":{"lang":"en-US","value":"The table specified does not exist.\n..."}}}`.
+fn odata_error(body: &[u8]) -> Option<(String, String)> {
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let error = json.get("odata.error")?;
+    let code = error.get("code")?.as_str()?.to_string();
+    let message = error
+        .pointer("/message/value")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    Some((code, message.to_string()))
 }
 
 /// [`ATTEMPTS`] attempts with doubling pauses. The crate's policy retries I/O
@@ -157,6 +183,15 @@ pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_errors_are_read() {
+        let body = br#"{"odata.error":{"code":"TableNotFound","message":{"lang":"en-US","value":"The table specified does not exist.\nRequestId:1"}}}"#;
+        let (code, message) = odata_error(body).unwrap();
+        assert_eq!(code, "TableNotFound");
+        assert!(message.starts_with("The table specified does not exist."));
+        assert_eq!(odata_error(b"<xml/>"), None);
+    }
 
     #[test]
     fn backoff_is_three_attempts_doubling_from_50_ms() {

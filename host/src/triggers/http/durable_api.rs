@@ -36,7 +36,13 @@ pub async fn handle(engine: Option<&Arc<Engine>>, req: ApiRequest<'_>) -> Respon
     if let Some(hub) = req.query.get("taskHub")
         && !hub.eq_ignore_ascii_case(&engine.hub.name)
     {
-        return error(StatusCode::NOT_FOUND, format!("this host serves task hub '{}', not '{hub}'", engine.hub.name));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "this host serves task hub '{}', not '{hub}'",
+                engine.hub.name
+            ),
+        );
     }
     let result = route(engine, &req).await;
     result.unwrap_or_else(|e| {
@@ -60,7 +66,10 @@ async fn route(engine: &Arc<Engine>, req: &ApiRequest<'_>) -> Result<Response<Bo
         ["instances", id] if m == Method::GET => status(engine, req, id).await,
         ["instances", id] if m == Method::DELETE => {
             if engine.purge(id).await? {
-                Ok(json_response(StatusCode::OK, &json!({ "instancesDeleted": 1 })))
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({ "instancesDeleted": 1 }),
+                ))
             } else {
                 Err(ClientError::NotFound(id.to_string()))
             }
@@ -78,7 +87,10 @@ async fn route(engine: &Arc<Engine>, req: &ApiRequest<'_>) -> Result<Response<Bo
                 "resume" => engine.resume(id, reason).await?,
                 "rewind" => engine.rewind(id, reason).await?,
                 "restart" => {
-                    let new_id = req.query.get("restartWithNewInstanceId").is_none_or(|v| v != "false");
+                    let new_id = req
+                        .query
+                        .get("restartWithNewInstanceId")
+                        .is_none_or(|v| v != "false");
                     let started = engine.restart(id, !new_id).await?;
                     return Ok(check_status(engine, &req.base, &started));
                 }
@@ -106,11 +118,13 @@ async fn route(engine: &Arc<Engine>, req: &ApiRequest<'_>) -> Result<Response<Bo
 
 /// An optional JSON body: empty means none; anything else must parse.
 fn json_body(body: &[u8]) -> Result<Option<String>, ClientError> {
-    let text = std::str::from_utf8(body).map_err(|_| ClientError::BadRequest("the body is not UTF-8".into()))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ClientError::BadRequest("the body is not UTF-8".into()))?;
     if text.trim().is_empty() {
         return Ok(None);
     }
-    serde_json::from_str::<Value>(text).map_err(|e| ClientError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    serde_json::from_str::<Value>(text)
+        .map_err(|e| ClientError::BadRequest(format!("the body is not valid JSON: {e}")))?;
     Ok(Some(text.to_string()))
 }
 
@@ -123,22 +137,40 @@ fn accepted() -> Response<Body> {
 fn check_status(engine: &Engine, base: &str, id: &str) -> Response<Body> {
     let urls = engine.management_urls(base, id);
     let mut r = json_response(StatusCode::ACCEPTED, &urls);
-    if let Some(Ok(v)) = urls["statusQueryGetUri"].as_str().map(HeaderValue::from_str) {
+    if let Some(Ok(v)) = urls["statusQueryGetUri"]
+        .as_str()
+        .map(HeaderValue::from_str)
+    {
         r.headers_mut().insert(header::LOCATION, v);
     }
-    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
     r
 }
 
 fn flag(req: &ApiRequest<'_>, name: &str) -> bool {
-    req.query.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    req.query
+        .get(name)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-async fn status(engine: &Arc<Engine>, req: &ApiRequest<'_>, id: &str) -> Result<Response<Body>, ClientError> {
+async fn status(
+    engine: &Arc<Engine>,
+    req: &ApiRequest<'_>,
+    id: &str,
+) -> Result<Response<Body>, ClientError> {
     let row = engine.instance(id).await?;
-    let show_input = req.query.get("showInput").is_none_or(|v| !v.eq_ignore_ascii_case("false"));
+    let show_input = req
+        .query
+        .get("showInput")
+        .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
     let doc = engine
-        .status_json(&row, flag(req, "showHistory"), flag(req, "showHistoryOutput"), show_input)
+        .status_json(
+            &row,
+            flag(req, "showHistory"),
+            flag(req, "showHistoryOutput"),
+            show_input,
+        )
         .await?;
     if row.status.is_terminal() {
         return Ok(json_response(StatusCode::OK, &doc));
@@ -146,10 +178,14 @@ async fn status(engine: &Arc<Engine>, req: &ApiRequest<'_>, id: &str) -> Result<
     // Still going: 202, and where to ask again.
     let mut r = json_response(StatusCode::ACCEPTED, &doc);
     let urls = engine.management_urls(&req.base, id);
-    if let Some(Ok(v)) = urls["statusQueryGetUri"].as_str().map(HeaderValue::from_str) {
+    if let Some(Ok(v)) = urls["statusQueryGetUri"]
+        .as_str()
+        .map(HeaderValue::from_str)
+    {
         r.headers_mut().insert(header::LOCATION, v);
     }
-    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
     Ok(r)
 }
 
@@ -157,18 +193,28 @@ fn filter(req: &ApiRequest<'_>) -> Result<Filter, ClientError> {
     let date = |name: &str| -> Result<Option<u64>, ClientError> {
         match req.query.get(name).filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(v) => parse_iso(v)
-                .map(Some)
-                .ok_or_else(|| ClientError::BadRequest(format!("{name} '{v}' is not a date (use ISO 8601, e.g. 2025-06-17T10:00:00Z)"))),
+            Some(v) => parse_iso(v).map(Some).ok_or_else(|| {
+                ClientError::BadRequest(format!(
+                    "{name} '{v}' is not a date (use ISO 8601, e.g. 2025-06-17T10:00:00Z)"
+                ))
+            }),
         }
     };
     let mut statuses = Vec::new();
-    for s in req.query.get("runtimeStatus").into_iter().flat_map(|v| v.split(',')) {
+    for s in req
+        .query
+        .get("runtimeStatus")
+        .into_iter()
+        .flat_map(|v| v.split(','))
+    {
         let s = s.trim();
         if s.is_empty() {
             continue;
         }
-        statuses.push(RuntimeStatus::parse(s).ok_or_else(|| ClientError::BadRequest(format!("unknown runtimeStatus '{s}'")))?);
+        statuses.push(
+            RuntimeStatus::parse(s)
+                .ok_or_else(|| ClientError::BadRequest(format!("unknown runtimeStatus '{s}'")))?,
+        );
     }
     Ok(Filter {
         created_from: date("createdTimeFrom")?,
@@ -181,7 +227,10 @@ fn filter(req: &ApiRequest<'_>) -> Result<Filter, ClientError> {
 async fn list(engine: &Arc<Engine>, req: &ApiRequest<'_>) -> Result<Response<Body>, ClientError> {
     let filter = filter(req)?;
     let top = match req.query.get("top") {
-        Some(t) => Some(t.parse::<u32>().map_err(|_| ClientError::BadRequest(format!("top '{t}' is not a number")))?),
+        Some(t) => Some(
+            t.parse::<u32>()
+                .map_err(|_| ClientError::BadRequest(format!("top '{t}' is not a number")))?,
+        ),
         None => Some(100),
     };
     let continuation = req
@@ -189,7 +238,8 @@ async fn list(engine: &Arc<Engine>, req: &ApiRequest<'_>) -> Result<Response<Bod
         .get("x-ms-continuation-token")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && *v != "null");
-    let (rows, next) = crate::durable::instances::query(&engine.hub, &filter, top, continuation).await?;
+    let (rows, next) =
+        crate::durable::instances::query(&engine.hub, &filter, top, continuation).await?;
     let show_input = flag(req, "showInput");
     let mut docs = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -202,11 +252,19 @@ async fn list(engine: &Arc<Engine>, req: &ApiRequest<'_>) -> Result<Response<Bod
     Ok(r)
 }
 
-async fn purge_matching(engine: &Arc<Engine>, req: &ApiRequest<'_>) -> Result<Response<Body>, ClientError> {
+async fn purge_matching(
+    engine: &Arc<Engine>,
+    req: &ApiRequest<'_>,
+) -> Result<Response<Body>, ClientError> {
     let filter = filter(req)?;
     let n = engine.purge_matching(&filter).await?;
     if n == 0 {
-        return Err(ClientError::NotFound("no finished instance matches the filter".into()));
+        return Err(ClientError::NotFound(
+            "no finished instance matches the filter".into(),
+        ));
     }
-    Ok(json_response(StatusCode::OK, &json!({ "instancesDeleted": n })))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "instancesDeleted": n }),
+    ))
 }

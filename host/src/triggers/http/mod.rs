@@ -152,7 +152,12 @@ impl HttpTrigger {
             })
             .collect();
         let webhooks = ["runtime", "webhooks", "durabletask"];
-        if segments.len() >= 3 && segments.iter().zip(webhooks).all(|(a, b)| a.eq_ignore_ascii_case(b)) {
+        if segments.len() >= 3
+            && segments
+                .iter()
+                .zip(webhooks)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        {
             return self.management(req, &segments[3..]).await;
         }
         let prefix: Vec<&str> = self
@@ -238,7 +243,11 @@ impl HttpTrigger {
             .query()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
-        let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
         let request = durable_api::ApiRequest {
             method: &parts.method,
             segments,
@@ -251,12 +260,18 @@ impl HttpTrigger {
     }
 
     /// Read a body up to the configured limit; 413 beyond it.
-    async fn read_body(&self, headers: &http::HeaderMap, body: Incoming) -> Result<Bytes, Response<Body>> {
+    async fn read_body(
+        &self,
+        headers: &http::HeaderMap,
+        body: Incoming,
+    ) -> Result<Bytes, Response<Body>> {
         let limit = self.settings.max_body_bytes;
         let too_large = || {
             error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the request body is over the limit of {limit} bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT)"),
+                format!(
+                    "the request body is over the limit of {limit} bytes (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT)"
+                ),
             )
         };
         let declared = headers
@@ -269,7 +284,10 @@ impl HttpTrigger {
         match Limited::new(body, limit as usize).collect().await {
             Ok(b) => Ok(b.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Err(e) => Err(error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))),
+            Err(e) => Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {e}"),
+            )),
         }
     }
 

@@ -1,0 +1,301 @@
+//! `OrchestrationContext`: what an orchestrator function sees and does, replay-safely.
+
+use std::cell::{RefCell, RefMut};
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::error::TaskError;
+use super::futures::{ExternalEvent, Race, Task, Timer, WhenAll, WhenAny};
+use super::retry::{self, RetryOptions};
+use super::state::{Call, State};
+use crate::bindings::fnhost::function::durable_types::{
+    Action, EventSent, Failure, SubOrchestrationCreated, TaskScheduled, TimerCreated,
+};
+
+pub(crate) struct Inner {
+    pub(crate) instance_id: String,
+    pub(crate) state: RefCell<State>,
+}
+
+/// The orchestrator's handle on its instance: input, clock, and the durable calls.
+///
+/// Cheap to clone (a reference-counted pointer); it lives on the single thread of one
+/// episode. Every method is replay-safe: a call made again during replay resolves from
+/// the history instead of running again.
+///
+/// Function chaining, each step awaiting the previous:
+///
+/// ```
+/// # use fnhost_sdk::{OrchestrationContext, OrchestrationError, orchestrator};
+/// #[orchestrator]
+/// async fn chain(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+///     let x: i64 = ctx.call_activity("f1", ()).await?;
+///     let y: i64 = ctx.call_activity("f2", x).await?;
+///     Ok(ctx.call_activity("f3", y).await?)
+/// }
+/// ```
+///
+/// Fan-out/fan-in: all chunks run in parallel, outputs come back in order:
+///
+/// ```
+/// # use fnhost_sdk::{OrchestrationContext, OrchestrationError, orchestrator};
+/// #[orchestrator]
+/// async fn fan_out(ctx: OrchestrationContext) -> Result<u64, OrchestrationError> {
+///     let chunks: Vec<String> = ctx.call_activity("list_chunks", ()).await?;
+///     let tasks = chunks.iter().map(|c| ctx.call_activity::<u64>("process_chunk", c));
+///     let sizes = ctx.when_all(tasks).await;
+///     Ok(sizes.into_iter().collect::<Result<Vec<_>, _>>()?.iter().sum())
+/// }
+/// ```
+///
+/// Human approval with a timeout: whichever comes first, the event or the timer:
+///
+/// ```
+/// # use std::time::Duration;
+/// # use fnhost_sdk::{Either, OrchestrationContext, OrchestrationError, orchestrator};
+/// #[orchestrator]
+/// async fn approval(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+///     ctx.call_activity::<()>("request_approval", ctx.input::<String>()?).await?;
+///     let deadline = ctx.current_utc_datetime() + Duration::from_secs(72 * 3600);
+///     let approved = ctx.wait_for_external_event::<bool>("Approval");
+///     match ctx.race(approved, ctx.create_timer(deadline)).await {
+///         Either::Left(approved) => Ok(if approved? { "approved" } else { "rejected" }.into()),
+///         Either::Right(()) => Ok(ctx.call_activity("escalate", ()).await?),
+///     }
+/// }
+/// ```
+#[derive(Clone)]
+pub struct OrchestrationContext {
+    pub(crate) inner: Rc<Inner>,
+}
+
+impl OrchestrationContext {
+    pub(crate) fn new(state: State) -> Self {
+        Self {
+            inner: Rc::new(Inner {
+                instance_id: state.instance_id.clone(),
+                state: RefCell::new(state),
+            }),
+        }
+    }
+
+    /// The episode's state. Borrows never outlive one call: user code runs between them.
+    pub(crate) fn state(&self) -> RefMut<'_, State> {
+        self.inner.state.borrow_mut()
+    }
+
+    /// The orchestration instance's id.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
+    /// The instance's input (JSON `null` when it was started without one).
+    pub fn input<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
+        let state = self.state();
+        super::decode(state.input.as_deref()).map_err(|e| {
+            TaskError::new(
+                "InvalidInput",
+                format!(
+                    "the input of orchestrator '{}' (instance '{}') does not fit the type the \
+                     orchestrator asked for: {e}",
+                    state.function, state.instance_id
+                ),
+            )
+        })
+    }
+
+    /// Whether the code is running again over history already recorded (true) or for
+    /// the first time (false). Use it to log only once.
+    pub fn is_replaying(&self) -> bool {
+        self.state().is_replaying
+    }
+
+    /// The orchestration's clock: when the episode now being replayed began. Never use
+    /// `SystemTime::now()` in an orchestrator; it differs on every replay.
+    pub fn current_utc_datetime(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.state().now_ms)
+    }
+
+    /// A GUID that is new on each call but the same on every replay: derived from the
+    /// instance id, the current time and a per-execution counter.
+    pub fn new_guid(&self) -> String {
+        let mut state = self.state();
+        state.guid_counter += 1;
+        let name = format!(
+            "{}:{}:{}",
+            state.instance_id, state.now_ms, state.guid_counter
+        );
+        super::guid::from_name(&name)
+    }
+
+    /// Set the status document that clients see as `customStatus`; the latest value wins.
+    pub fn set_custom_status(&self, status: impl Serialize) {
+        match super::encode(&status) {
+            Ok(status) => self.state().custom_status = status,
+            Err(e) => self.fail_serialization("the custom status", e),
+        }
+    }
+
+    /// Call the activity `name` with `input`; resolves to its output as `R`.
+    pub fn call_activity<R>(&self, name: &str, input: impl Serialize) -> Task<R> {
+        match super::encode(&input) {
+            Ok(input) => self.schedule_activity(name, input),
+            Err(e) => Task::failed(input_error(&format!("activity '{name}'"), &e)),
+        }
+    }
+
+    /// Call the activity `name`, and while it fails retry it after durable timers as
+    /// `retry` says; resolves to the first success or to the last attempt's error.
+    pub fn call_activity_with_retry<R: DeserializeOwned + 'static>(
+        &self,
+        name: &str,
+        retry: RetryOptions,
+        input: impl Serialize,
+    ) -> Task<R> {
+        match super::encode(&input) {
+            Ok(input) => retry::call_with_retry(self, name, retry, input),
+            Err(e) => Task::failed(input_error(&format!("activity '{name}'"), &e)),
+        }
+    }
+
+    /// Start the orchestrator `name` as a sub-orchestration and wait for its output.
+    /// Without `instance_id` its id is `{this instance id}:{sequence id}`.
+    pub fn call_sub_orchestrator<R>(
+        &self,
+        name: &str,
+        instance_id: Option<&str>,
+        input: impl Serialize,
+    ) -> Task<R> {
+        let input = match super::encode(&input) {
+            Ok(input) => input,
+            Err(e) => return Task::failed(input_error(&format!("sub-orchestrator '{name}'"), &e)),
+        };
+        let mut state = self.state();
+        let instance_id = match instance_id {
+            Some(id) => id.to_owned(),
+            None => format!("{}:{}", self.instance_id(), state.next_sequence()),
+        };
+        let call = Call::SubOrchestrator {
+            name: name.to_owned(),
+            instance_id: instance_id.clone(),
+        };
+        let what = format!("sub-orchestrator '{name}' (instance '{instance_id}')");
+        let id = state.schedule(call, |event_id| {
+            Action::CallSubOrchestrator(SubOrchestrationCreated {
+                event_id,
+                name: name.to_owned(),
+                instance_id,
+                input,
+            })
+        });
+        drop(state);
+        Task::scheduled(self.clone(), id, what)
+    }
+
+    /// A durable timer that fires at `fire_at` (UTC). Dropping it abandons it.
+    pub fn create_timer(&self, fire_at: SystemTime) -> Timer {
+        let fire_at = super::millis(fire_at);
+        let id = self.state().schedule(Call::Timer, |event_id| {
+            Action::CreateTimer(TimerCreated { event_id, fire_at })
+        });
+        Timer::new(self.clone(), id)
+    }
+
+    /// Wait for the external event `name` (case-insensitive); resolves to its data as `R`.
+    ///
+    /// Events that arrive before anyone waits are kept, oldest first; each event goes to
+    /// one waiter, in the order the waits were made.
+    pub fn wait_for_external_event<R>(&self, name: &str) -> ExternalEvent<R> {
+        let waiter = self.state().events.wait(name);
+        ExternalEvent::new(self.clone(), name.to_owned(), waiter)
+    }
+
+    /// Raise the event `name` with `data` on the instance `instance_id` (fire and forget).
+    pub fn send_event(&self, instance_id: &str, name: &str, data: impl Serialize) {
+        let input = match super::encode(&data) {
+            Ok(input) => input,
+            Err(e) => return self.fail_serialization(&format!("the data of event '{name}'"), e),
+        };
+        let call = Call::SendEvent {
+            name: name.to_owned(),
+            instance_id: instance_id.to_owned(),
+        };
+        self.state().schedule(call, |event_id| {
+            Action::SendEvent(EventSent {
+                event_id,
+                instance_id: instance_id.to_owned(),
+                name: name.to_owned(),
+                input,
+            })
+        });
+    }
+
+    /// Restart the instance with `input` and an empty history once the orchestrator
+    /// function returns `Ok` (an `Err` fails it instead). Events not yet consumed are
+    /// dropped. Eternal orchestrations use it to keep their history short.
+    pub fn continue_as_new(&self, input: impl Serialize) {
+        match super::encode(&input) {
+            Ok(input) => self.state().continue_as_new = Some(input),
+            Err(e) => self.fail_serialization("the continue-as-new input", e),
+        }
+    }
+
+    /// Resolves when all `futures` have, to their outputs in the order given (not the
+    /// order they finished in).
+    pub fn when_all<F: Future>(&self, futures: impl IntoIterator<Item = F>) -> WhenAll<F> {
+        WhenAll::new(futures)
+    }
+
+    /// Resolves when the first of `futures` does, to its index and output.
+    ///
+    /// # Panics
+    ///
+    /// If `futures` is empty: the orchestration would wait forever.
+    pub fn when_any<F: Future>(&self, futures: impl IntoIterator<Item = F>) -> WhenAny<F> {
+        WhenAny::new(futures)
+    }
+
+    /// Races two futures of different types (an event against a timer): resolves to
+    /// [`Either::Left`](super::Either::Left) or [`Either::Right`](super::Either::Right)
+    /// with the first one's output.
+    pub fn race<A: Future, B: Future>(&self, a: A, b: B) -> Race<A, B> {
+        Race::new(a, b)
+    }
+
+    pub(crate) fn schedule_activity<R>(&self, name: &str, input: Option<String>) -> Task<R> {
+        let call = Call::Activity {
+            name: name.to_owned(),
+        };
+        let id = self.state().schedule(call, |event_id| {
+            Action::ScheduleActivity(TaskScheduled {
+                event_id,
+                name: name.to_owned(),
+                input,
+            })
+        });
+        Task::scheduled(self.clone(), id, format!("activity '{name}'"))
+    }
+
+    fn fail_serialization(&self, what: &str, e: serde_json::Error) {
+        let mut state = self.state();
+        let message = format!(
+            "orchestrator '{}' (instance '{}'): {what} cannot be serialized to JSON: {e}",
+            state.function, state.instance_id
+        );
+        state.fail(Failure {
+            error_type: "SerializationError".into(),
+            message,
+            details: None,
+        });
+    }
+}
+
+fn input_error(what: &str, e: &serde_json::Error) -> TaskError {
+    TaskError::new(
+        "SerializationError",
+        format!("the input of {what} cannot be serialized to JSON: {e}"),
+    )
+}

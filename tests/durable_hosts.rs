@@ -1,0 +1,84 @@
+//! Hosts that die and hosts that share a hub: nothing acknowledged is lost.
+
+#[path = "support/azurite.rs"]
+mod azurite;
+#[path = "durable_support.rs"]
+mod durable_support;
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use azurite::Azurite;
+use durable_support::{finished, project};
+use serde_json::{Value, json};
+use support::{client, poll};
+
+/// Leases last 30 s and messages stay hidden 5-10 s: a dead host's work resumes within that.
+const RECOVERY: Duration = Duration::from_secs(150);
+const ACTIVITY_DONE: &str = "Executed 'Functions.process_chunk_activity' (Succeeded";
+
+fn start_fan_out(host: &support::Host, chunks: u32) -> String {
+    let r = client()
+        .post(host.url("/api/starter_function"))
+        .json(&json!({"total_chunks": chunks}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn assert_all_chunks(done: &Value, chunks: u64) {
+    assert_eq!(done["runtimeStatus"], "Completed", "{done}");
+    let results = done["output"]["results"].as_array().unwrap();
+    let ids: BTreeSet<u64> = results
+        .iter()
+        .map(|r| r["chunk_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(results.len() as u64, chunks);
+    assert_eq!(ids, (0..chunks).collect());
+}
+
+#[test]
+fn a_host_killed_mid_fan_out_is_finished_by_its_restart() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["fan_out"], "");
+    let mut first = p.start(&[]);
+    let id = start_fan_out(&first, 100);
+    poll("some chunks to be processed", RECOVERY, || {
+        (first.count(ACTIVITY_DONE) >= 10).then_some(())
+    });
+    first.kill();
+    assert!(
+        first.count(ACTIVITY_DONE) < 100,
+        "the kill came too late to test anything"
+    );
+
+    let second = p.start(&[]);
+    let url = second.url(&format!("/runtime/webhooks/durabletask/instances/{id}"));
+    let done = finished(&url, RECOVERY);
+    assert_all_chunks(&done, 100);
+}
+
+#[test]
+fn two_hosts_share_a_hub_and_the_survivor_finishes_everything() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["fan_out"], "");
+    let mut a = p.start(&[]);
+    let b = p.start(&[]);
+    let ids: Vec<String> = (0..8).map(|_| start_fan_out(&a, 25)).collect();
+    poll("both hosts to run activities", RECOVERY, || {
+        (a.count(ACTIVITY_DONE) > 0 && b.count(ACTIVITY_DONE) > 0).then_some(())
+    });
+    a.kill();
+    for id in &ids {
+        let done = finished(
+            &b.url(&format!("/runtime/webhooks/durabletask/instances/{id}")),
+            RECOVERY,
+        );
+        assert_all_chunks(&done, 25);
+    }
+}
