@@ -372,8 +372,7 @@ impl Engine {
     /// The management URLs of an instance, based on `base` (`http://host:port`).
     pub fn management_urls(&self, base: &str, instance_id: &str) -> Value {
         let q = format!("taskHub={}&connection=Storage", self.hub.name);
-        let id =
-            percent_encoding::utf8_percent_encode(instance_id, percent_encoding::NON_ALPHANUMERIC);
+        let id = percent_encoding::utf8_percent_encode(instance_id, PATH_SEGMENT);
         let instance = format!("{base}/runtime/webhooks/durabletask/instances/{id}");
         json!({
             "id": instance_id,
@@ -409,6 +408,20 @@ impl Engine {
         }
     }
 }
+
+/// Characters escaped in an instance id used as a URL path segment.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
 
 /// `scheme://host[:port]` of a URL.
 fn base_of(url: &str) -> String {
