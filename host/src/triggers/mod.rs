@@ -4,6 +4,7 @@
 
 pub mod http;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::runtime::Invocation;
@@ -25,12 +26,16 @@ pub fn log_executing(invocation: &Invocation, reason: &str) {
     );
 }
 
+/// Invocations finished since start: succeeded, failed (for `/admin/metrics`).
+pub static INVOCATIONS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
 /// `Executed 'Functions.hello' (Succeeded, Id=..., Duration=3ms)`.
 pub fn log_executed(
     invocation: &Invocation,
     error: Option<&dyn std::fmt::Display>,
     took: Duration,
 ) {
+    INVOCATIONS[usize::from(error.is_some())].fetch_add(1, Ordering::Relaxed);
     let ms = took.as_millis();
     match error {
         None => tracing::info!(

@@ -142,6 +142,9 @@ impl HttpTrigger {
         if path.eq_ignore_ascii_case("/admin/host/status") {
             return self.host_status(req.method());
         }
+        if path.eq_ignore_ascii_case("/admin/metrics") {
+            return self.metrics();
+        }
         let segments: Vec<String> = path
             .split('/')
             .filter(|s| !s.is_empty())
@@ -346,6 +349,73 @@ impl HttpTrigger {
                 "functions": self.catalog.table().functions.len(),
             }),
         )
+    }
+}
+
+impl HttpTrigger {
+    /// `GET /admin/metrics`: Prometheus text. Storage transactions are what
+    /// Azure bills; they are counted at the one place every call goes through.
+    fn metrics(&self) -> Response<Body> {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering;
+        let mut out = String::new();
+        let [ok, failed] = &super::INVOCATIONS;
+        let _ = writeln!(
+            out,
+            "# HELP fnhost_invocations_total Function invocations finished, by result."
+        );
+        let _ = writeln!(out, "# TYPE fnhost_invocations_total counter");
+        let _ = writeln!(
+            out,
+            "fnhost_invocations_total{{result=\"succeeded\"}} {}",
+            ok.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "fnhost_invocations_total{{result=\"failed\"}} {}",
+            failed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# HELP fnhost_functions Functions loaded.");
+        let _ = writeln!(out, "# TYPE fnhost_functions gauge");
+        let _ = writeln!(
+            out,
+            "fnhost_functions {}",
+            self.catalog.table().functions.len()
+        );
+        if let Some(engine) = &self.durable {
+            let calls = engine.storage_calls();
+            let _ = writeln!(
+                out,
+                "# HELP fnhost_storage_transactions_total Storage calls made by this host, by service."
+            );
+            let _ = writeln!(out, "# TYPE fnhost_storage_transactions_total counter");
+            for (service, n) in [
+                ("queue", calls.queue),
+                ("table", calls.table),
+                ("blob", calls.blob),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "fnhost_storage_transactions_total{{service=\"{service}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP fnhost_partitions_owned Control-queue partitions this host holds."
+            );
+            let _ = writeln!(out, "# TYPE fnhost_partitions_owned gauge");
+            let _ = writeln!(
+                out,
+                "fnhost_partitions_owned {}",
+                engine.owned_partitions().len()
+            );
+        }
+        let mut r = Response::new(Full::new(Bytes::from(out)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        r
     }
 }
 
