@@ -304,3 +304,39 @@ fn changed_code_fails_the_instance_with_non_determinism() {
         "names both actions: {message}"
     );
 }
+
+#[test]
+fn wait_for_completion_and_large_payloads() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["durable_fixtures"], "");
+    let host = p.start(&[]);
+    let c = client();
+
+    // Finishes in time: 200 with the output itself.
+    let r = c
+        .post(host.url("/api/start-and-wait/SubChild?timeout_ms=30000"))
+        .json(&json!(21))
+        .send()
+        .unwrap();
+    let (code, body) = (r.status(), r.text().unwrap());
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!(42));
+    // Does not: 202 with the check-status payload.
+    let r = c
+        .post(host.url("/api/start-and-wait/Shifty?timeout_ms=300"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert!(r.headers().contains_key("location"));
+    assert!(r.json::<Value>().unwrap()["statusQueryGetUri"].is_string());
+
+    // 200 KB in and out: over the 45 KB message and 32 K column limits.
+    let big: String = (0..200_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let started = start(&host, "Echo", json!(big));
+    let done = finished(started["statusQueryGetUri"].as_str().unwrap(), DEADLINE);
+    assert_eq!(done["runtimeStatus"], "Completed");
+    assert_eq!(done["input"].as_str().unwrap().len(), 200_000);
+    assert_eq!(done["output"].as_str().unwrap(), format!("A:{big}"));
+}

@@ -162,9 +162,15 @@ impl Host {
             Box::new(child.stderr.take().unwrap()),
         ] {
             let output = output.clone();
+            // FNHOST_TEST_ECHO=1 shows the hosts' output as it comes (for debugging tests).
+            let echo = std::env::var_os("FNHOST_TEST_ECHO").is_some();
+            let pid = child.id();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
+                    if echo {
+                        eprintln!("[host {pid}] {line}");
+                    }
                     let mut text = output.text.lock().unwrap();
                     text.push_str(&line);
                     text.push('\n');

@@ -160,6 +160,9 @@ async fn try_episode(
             "orchestration '{id}': ignoring {} message(s) after it finished",
             messages.len()
         );
+        if let Some(state) = &state {
+            repair_row(engine, id, &history, state).await?;
+        }
         return Ok(Outcome::Done);
     }
 
@@ -184,6 +187,8 @@ async fn try_episode(
         parent: None,
         completed: Default::default(),
         fired: Default::default(),
+        output: None,
+        completed_at: None,
     };
     let seen = state
         .as_ref()
@@ -506,6 +511,43 @@ async fn try_episode(
     }
     let _ = history;
     Ok(Outcome::Done)
+}
+
+/// A host that died between writing the final history and updating the
+/// Instances row left the row behind; its redelivered messages land here.
+async fn repair_row(
+    engine: &Arc<Engine>,
+    id: &str,
+    history: &History,
+    state: &InstanceState,
+) -> Result<(), StorageError> {
+    let row = super::instances::get(&engine.hub, id).await?;
+    if row
+        .as_ref()
+        .is_some_and(|r| r.status == state.status && r.execution_id == history.execution_id)
+    {
+        return Ok(());
+    }
+    tracing::info!(
+        "orchestration '{id}': bringing its status up to date with its history ({})",
+        state.status.as_str()
+    );
+    let completed = state.completed_at.unwrap_or_else(now_ms);
+    let repaired = InstanceRow {
+        instance_id: id.to_string(),
+        name: state.name.clone(),
+        execution_id: history.execution_id.clone(),
+        status: state.status,
+        input: state.input.clone(),
+        output: state.output.clone(),
+        custom_status: row.and_then(|r| r.custom_status),
+        created: state.created,
+        last_updated: completed,
+        completed: Some(completed),
+    };
+    super::instances::put(&engine.hub, &repaired).await?;
+    engine.finished(id);
+    Ok(())
 }
 
 fn history_execution(h: &History) -> Option<String> {

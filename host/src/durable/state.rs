@@ -20,6 +20,10 @@ pub struct InstanceState {
     pub completed: HashSet<u32>,
     /// Ids of timers that fired.
     pub fired: HashSet<u32>,
+    /// The final output (or failure text, or termination reason) once terminal.
+    pub output: Option<String>,
+    /// When it became terminal.
+    pub completed_at: Option<u64>,
 }
 
 impl InstanceState {
@@ -36,6 +40,8 @@ impl InstanceState {
                         parent: stored.parent.clone(),
                         completed: HashSet::new(),
                         fired: HashSet::new(),
+                        output: None,
+                        completed_at: None,
                     });
                 }
                 record => {
@@ -58,8 +64,19 @@ impl InstanceState {
                         Record::Event(HistoryEvent::ExecutionResumed) => {
                             s.status = RuntimeStatus::Running
                         }
-                        Record::ExecutionCompleted { status, .. } => s.status = *status,
-                        Record::ExecutionTerminated { .. } => s.status = RuntimeStatus::Terminated,
+                        Record::ExecutionCompleted { status, output, .. } => {
+                            s.status = *status;
+                            s.output = output.clone();
+                            s.completed_at = Some(stored.timestamp);
+                        }
+                        Record::ExecutionTerminated { reason } => {
+                            s.status = RuntimeStatus::Terminated;
+                            s.output = Some(
+                                serde_json::to_string(&reason.clone().unwrap_or_default())
+                                    .expect("strings serialize"),
+                            );
+                            s.completed_at = Some(stored.timestamp);
+                        }
                         Record::ContinuedAsNew { .. } => s.status = RuntimeStatus::ContinuedAsNew,
                         Record::Event(_) => {}
                     }
