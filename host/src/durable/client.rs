@@ -66,6 +66,7 @@ impl Engine {
                 "the input is not valid JSON".into(),
             ));
         }
+        let given = instance_id.is_some();
         let id = instance_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         if id.is_empty()
             || id.len() > 256
@@ -75,7 +76,9 @@ impl Engine {
                 "'{id}' is not a valid instance id (no / \\ # ? or control characters, at most 256)"
             )));
         }
-        if let Some(existing) = instances::get(&self.hub, &id).await?
+        // A fresh id cannot exist yet: no need to read it (one storage call less).
+        if given
+            && let Some(existing) = instances::get(&self.hub, &id).await?
             && !existing.status.is_terminal()
         {
             return Err(ClientError::Conflict(format!(
@@ -190,6 +193,7 @@ impl Engine {
 
     /// Delete an instance's history, row and large payloads; whether it existed.
     pub async fn purge(&self, instance_id: &str) -> Result<bool, ClientError> {
+        self.forget_history(instance_id);
         let rows = history::purge(&self.hub, instance_id).await?;
         let existed = instances::delete(&self.hub, instance_id).await?;
         self.hub.delete_large(instance_id).await?;
@@ -280,6 +284,7 @@ impl Engine {
             .collect();
         let execution = history.execution_id.clone();
         // The kept records become a new range of the same execution, guarded by the sentinel.
+        self.forget_history(instance_id);
         history::append(&self.hub, instance_id, history, Some(execution), kept).await?;
         instances::put(
             &self.hub,

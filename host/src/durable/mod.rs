@@ -66,7 +66,14 @@ pub struct Engine {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Identifies this host in lease blobs and logs.
     pub(crate) host_id: String,
+    /// Histories of running instances as this host last wrote them, so an
+    /// episode need not read back what it wrote (a fan-out of 1,000 would
+    /// otherwise reread a growing history some 30 times).
+    histories: Mutex<HashMap<String, history::History>>,
 }
+
+/// Instances whose history stays cached; beyond it the cache starts over.
+const HISTORY_CACHE: usize = 2000;
 
 impl Engine {
     /// Create the task hub if needed and start taking work.
@@ -89,6 +96,7 @@ impl Engine {
             finished: broadcast::channel(1024).0,
             stop: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
+            histories: Mutex::new(HashMap::new()),
             host_id: format!(
                 "{}-{}",
                 std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
@@ -157,6 +165,22 @@ impl Engine {
 
     pub(crate) fn finished(&self, instance_id: &str) {
         let _ = self.finished.send(instance_id.to_string());
+    }
+
+    pub(crate) fn cached_history(&self, instance_id: &str) -> Option<history::History> {
+        self.histories.lock().expect("history cache lock").get(instance_id).cloned()
+    }
+
+    pub(crate) fn cache_history(&self, instance_id: &str, history: history::History) {
+        let mut cache = self.histories.lock().expect("history cache lock");
+        if cache.len() >= HISTORY_CACHE && !cache.contains_key(instance_id) {
+            cache.clear();
+        }
+        cache.insert(instance_id.to_string(), history);
+    }
+
+    pub(crate) fn forget_history(&self, instance_id: &str) {
+        self.histories.lock().expect("history cache lock").remove(instance_id);
     }
 
     /// Storage transactions made so far by this host.

@@ -99,7 +99,12 @@ async fn episode(
     match try_episode(engine, id, messages).await {
         Err(StorageError::Conflict(_)) => {
             tracing::debug!("orchestration '{id}': history changed under us; replaying again");
+            engine.forget_history(id);
             try_episode(engine, id, messages).await
+        }
+        Err(e) => {
+            engine.forget_history(id);
+            Err(e)
         }
         other => other,
     }
@@ -112,7 +117,12 @@ async fn try_episode(
 ) -> Result<Outcome, StorageError> {
     let hub = &engine.hub;
     let now = now_ms();
-    let loaded = history::load(hub, id).await?;
+    // The history this host wrote last time, if it still has it: the sentinel's
+    // ETag check at the checkpoint catches a copy that another host outdated.
+    let loaded = match engine.cached_history(id) {
+        Some(h) => Some(h),
+        None => history::load(hub, id).await?,
+    };
     let state = loaded.as_ref().and_then(InstanceState::of);
 
     // A start message begins a new execution when there is none yet, or the
@@ -488,6 +498,11 @@ async fn try_episode(
     // 2. The history, guarded by the sentinel's ETag.
     let new_execution = starting.filter(|e| Some(e) != history_execution(&history).as_ref());
     history = history::append(hub, id, history, new_execution, new).await?;
+    if status.is_terminal() {
+        engine.forget_history(id);
+    } else {
+        engine.cache_history(id, history.clone());
+    }
     // 3. The Instances row.
     let row = InstanceRow {
         instance_id: id.to_string(),
@@ -509,7 +524,6 @@ async fn try_episode(
     if status.is_terminal() {
         engine.finished(id);
     }
-    let _ = history;
     Ok(Outcome::Done)
 }
 
