@@ -168,7 +168,11 @@ impl Engine {
     }
 
     pub(crate) fn cached_history(&self, instance_id: &str) -> Option<history::History> {
-        self.histories.lock().expect("history cache lock").get(instance_id).cloned()
+        self.histories
+            .lock()
+            .expect("history cache lock")
+            .get(instance_id)
+            .cloned()
     }
 
     pub(crate) fn cache_history(&self, instance_id: &str, history: history::History) {
@@ -180,7 +184,10 @@ impl Engine {
     }
 
     pub(crate) fn forget_history(&self, instance_id: &str) {
-        self.histories.lock().expect("history cache lock").remove(instance_id);
+        self.histories
+            .lock()
+            .expect("history cache lock")
+            .remove(instance_id);
     }
 
     /// Storage transactions made so far by this host.

@@ -53,7 +53,13 @@ pub async fn handle(engine: Option<&Arc<Engine>>, req: ApiRequest<'_>) -> Respon
             ClientError::Gone(..) => StatusCode::GONE,
             ClientError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
-        error(status, e.to_string())
+        // Durable Functions' clients read `Message`/`ExceptionMessage` (the
+        // Python client's start_new does on a 400).
+        let message = e.to_string();
+        json_response(
+            status,
+            &json!({ "error": message, "Message": message, "ExceptionMessage": message }),
+        )
     })
 }
 

@@ -1,0 +1,68 @@
+//! The real Durable Functions clients, pointed at this host, work unchanged:
+//! the PyPI `azure-functions-durable` client drives every management operation.
+
+#[path = "support/azurite.rs"]
+mod azurite;
+#[path = "durable_support.rs"]
+mod durable_support;
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use azurite::Azurite;
+use durable_support::project;
+use support::repo;
+
+/// A virtualenv with the pinned client, under target/ (rebuilt when the
+/// requirements change).
+fn python_client() -> PathBuf {
+    let requirements = repo().join("tests/compat/requirements.txt");
+    let venv = repo().join("target/compat-venv");
+    let marker = venv.join("requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
+        let _ = std::fs::remove_dir_all(&venv);
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is needed for this test");
+        assert!(status.success(), "python3 -m venv failed");
+        let status = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "pip install -r tests/compat/requirements.txt failed"
+        );
+        std::fs::write(&marker, wanted).unwrap();
+    }
+    venv.join("bin/python")
+}
+
+#[test]
+fn python_durable_client_works_unchanged() {
+    let python = python_client();
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["approval"], "");
+    let host = p.start(&[]);
+    let out = Command::new(python)
+        .arg(repo().join("tests/compat/df_client.py"))
+        .arg(&host.base)
+        .arg("TestHub")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}\n--- host:\n{}", host.output());
+    assert!(
+        text.contains("python durable client: all operations ok"),
+        "{text}"
+    );
+}
