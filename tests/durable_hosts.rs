@@ -82,3 +82,61 @@ fn two_hosts_share_a_hub_and_the_survivor_finishes_everything() {
         assert_all_chunks(&done, 25);
     }
 }
+
+/// Partitions this host holds, from its /admin/metrics.
+fn partitions(host: &support::Host) -> usize {
+    let text = client()
+        .get(host.url("/admin/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("fnhost_partitions_owned "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn hosts_split_the_partitions_and_a_stopping_host_hands_them_over_at_once() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["fan_out"], "");
+    let mut a = p.start(&[]);
+    poll("the first host to hold all 4 partitions", RECOVERY, || {
+        (partitions(&a) == 4).then_some(())
+    });
+    let b = p.start(&[]);
+    poll(
+        "the hosts to hold 2 partitions each",
+        Duration::from_secs(40),
+        || (partitions(&a) == 2 && partitions(&b) == 2).then_some(()),
+    );
+    // Work still flows while split.
+    let id = start_fan_out(&b, 10);
+    assert_all_chunks(
+        &finished(
+            &b.url(&format!("/runtime/webhooks/durabletask/instances/{id}")),
+            RECOVERY,
+        ),
+        10,
+    );
+
+    // SIGTERM: a releases its leases, so b takes them at its next renewal
+    // (10 s), without waiting for them to expire (30 s).
+    let stopped = std::time::Instant::now();
+    assert!(
+        a.terminate(Duration::from_secs(30)).success(),
+        "{}",
+        a.output()
+    );
+    poll(
+        "the survivor to hold all 4 partitions",
+        Duration::from_secs(60),
+        || (partitions(&b) == 4).then_some(()),
+    );
+    let took = stopped.elapsed();
+    assert!(
+        took < Duration::from_secs(25),
+        "handover took {took:?}: the leases were not released"
+    );
+}

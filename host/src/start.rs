@@ -189,6 +189,11 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
     let finished = http
         .serve(listener, shutdown_signal(), host.function_timeout)
         .await;
+    if let Some(engine) = &durable {
+        // Finish or abandon what it holds, release the partition leases so
+        // that another host takes over at once.
+        engine.stop().await;
+    }
     if finished {
         tracing::info!("Host stopped: every invocation in flight finished. Goodbye.");
     } else {

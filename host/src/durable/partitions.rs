@@ -4,6 +4,11 @@
 //! period (10 s) a host renews what it holds and tries to take partitions
 //! nobody holds; a host that dies stops renewing, its 30 s leases expire and
 //! another host takes them. A host that stops releases its leases at once.
+//!
+//! Balance: each host also writes a heartbeat blob `hosts/{host id}` every
+//! period. A host holds at most ceil(partitions / live hosts) partitions,
+//! releasing the rest for the others to take, so two hosts split four
+//! partitions two and two within a couple of periods.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +37,8 @@ pub async fn manage(engine: Arc<Engine>) {
     }
     let mut stop = engine.stop.subscribe();
     loop {
+        let fair = fair_share(&engine).await;
+        release_extra(&engine, fair).await;
         for p in 0..engine.hub.partitions {
             if engine.stopping() {
                 return;
@@ -49,6 +56,8 @@ pub async fn manage(engine: Arc<Engine>) {
                     }
                     Err(e) => tracing::warn!("renewing the lease of partition {p}: {e}"),
                 },
+                // Holding a fair share already: leave the rest to other hosts.
+                None if engine.owned.lock().expect("owned lock").len() >= fair => {}
                 None => match blobs
                     .acquire_lease(&container, &lease_blob(&engine, p), engine.config.lease)
                     .await
@@ -75,10 +84,80 @@ pub async fn manage(engine: Arc<Engine>) {
     }
 }
 
+/// Partitions this host should hold at most: ceil(partitions / live hosts),
+/// counting hosts whose heartbeat is younger than a lease. Writes our heartbeat.
+async fn fair_share(engine: &Engine) -> usize {
+    let container = engine.hub.leases_container();
+    let blobs = &engine.hub.storage.blobs;
+    let now = super::model::now_ms();
+    let beat = format!("hosts/{}", engine.host_id);
+    if let Err(e) = blobs
+        .put(&container, &beat, now.to_string().into_bytes())
+        .await
+    {
+        tracing::debug!("writing the heartbeat of host {}: {e}", engine.host_id);
+    }
+    let partitions = engine.hub.partitions as usize;
+    let Ok(hosts) = blobs.list(&container, "hosts/").await else {
+        return partitions;
+    };
+    let mut live = 0usize;
+    for (name, _) in hosts {
+        let alive = match blobs.get(&container, &name).await {
+            Ok(Some((bytes, _))) => String::from_utf8_lossy(&bytes)
+                .parse::<u64>()
+                .is_ok_and(|t| now.saturating_sub(t) < engine.config.lease.as_millis() as u64),
+            _ => false,
+        };
+        if alive {
+            live += 1;
+        } else if name != beat {
+            // A host that stopped beating long ago: tidy its heartbeat away.
+            let _ = blobs.delete(&container, &name).await;
+        }
+    }
+    partitions.div_ceil(live.max(1))
+}
+
+/// Let go of partitions beyond `fair`, highest first, for other hosts to take.
+async fn release_extra(engine: &Engine, fair: usize) {
+    let extra: Vec<(u32, String)> = {
+        let owned = engine.owned.lock().expect("owned lock");
+        let mut held: Vec<(u32, String)> = owned.iter().map(|(p, l)| (*p, l.clone())).collect();
+        held.sort();
+        held.into_iter().skip(fair).collect()
+    };
+    let container = engine.hub.leases_container();
+    for (p, lease) in extra {
+        // The poller stops once the partition is no longer ours.
+        engine.owned.lock().expect("owned lock").remove(&p);
+        tracing::info!(
+            "Host {} hands partition {p} over to another host",
+            engine.host_id
+        );
+        if let Err(e) = engine
+            .hub
+            .storage
+            .blobs
+            .release_lease(&container, &lease_blob(engine, p), &lease)
+            .await
+        {
+            tracing::debug!("releasing the lease of partition {p}: {e}");
+        }
+    }
+}
+
 /// Release every lease held (at shutdown).
 pub async fn release_all(engine: &Engine) {
     let held: Vec<(u32, String)> = engine.owned.lock().expect("owned lock").drain().collect();
     let container = engine.hub.leases_container();
+    // No longer counted as a live host.
+    let _ = engine
+        .hub
+        .storage
+        .blobs
+        .delete(&container, &format!("hosts/{}", engine.host_id))
+        .await;
     for (p, lease) in held {
         if let Err(e) = engine
             .hub
