@@ -277,6 +277,10 @@ fn changed_code_fails_the_instance_with_non_determinism() {
     let shifty = start(&host, "Shifty", Value::Null);
     let url = shifty["statusQueryGetUri"].as_str().unwrap().to_string();
     host.wait_for("Executed 'Functions.EchoA'", DEADLINE);
+    // The episode that took EchoA's result: the instance now waits for "go".
+    poll("Shifty to take EchoA's result", DEADLINE, || {
+        (host.count("Executed 'Functions.Shifty' (Succeeded") >= 2).then_some(())
+    });
     assert!(host.terminate(Duration::from_secs(30)).success());
 
     // The same instance, now replayed by code that calls EchoB.
