@@ -254,6 +254,23 @@ fn retries_sub_orchestrations_and_replay_safety() {
         done["output"].as_str().unwrap().contains("-1 is negative"),
         "{done}"
     );
+    // Reusing a finished instance's id starts afresh: new input, new output.
+    let api = |path: &str| host.url(&format!("/runtime/webhooks/durabletask/{path}"));
+    for (input, output) in [(1, 2), (5, 10)] {
+        let r = client()
+            .post(api("orchestrators/SubChild/same-id"))
+            .json(&json!(input))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let done = finished(&api("instances/same-id"), DEADLINE);
+        assert_eq!(
+            done["output"],
+            json!(output),
+            "run with input {input}: {done}"
+        );
+    }
+
     let done = finished(det["statusQueryGetUri"].as_str().unwrap(), DEADLINE);
     assert_eq!(
         done["output"]["recorded"], done["output"]["recomputed"],

@@ -200,8 +200,8 @@ fn management_api_routes_and_codes() {
             .send()
             .unwrap()
             .status(),
-        409,
-        "only failed instances rewind"
+        412,
+        "only failed instances rewind (412, as Durable Functions answers)"
     );
     poll(
         "the flaky activity's failure window to pass",

@@ -107,38 +107,60 @@ pub async fn append(
         rows.push(TableOp::Upsert(row));
     }
     let next_seq = history.next_seq + new.len() as u64;
-    let sentinel = Entity::new(instance_id, SENTINEL)
-        .with("ExecutionId", history.execution_id.as_str())
-        .with("FirstSequence", history.first_seq.to_string())
-        .with("NextSequence", next_seq.to_string());
-    let sentinel_op = match &history.etag {
+    let table = hub.history_table();
+    let sentinel = |next: u64| {
+        Entity::new(instance_id, SENTINEL)
+            .with("ExecutionId", history.execution_id.as_str())
+            .with("FirstSequence", history.first_seq.to_string())
+            .with("NextSequence", next.to_string())
+    };
+    let guard = |entity: Entity, etag: &Option<String>| match etag {
         Some(etag) => TableOp::Replace {
-            entity: sentinel,
+            entity,
             etag: etag.clone(),
         },
-        None => TableOp::Insert(sentinel),
+        None => TableOp::Insert(entity),
     };
 
-    // Rows first, in batches; the last batch carries the sentinel, so the
-    // records only become part of the history when it commits.
-    let table = hub.history_table();
-    let mut tail = rows.split_off(rows.len().saturating_sub(BATCH - 1));
-    for chunk in rows.chunks(BATCH) {
-        hub.storage.tables.batch(&table, chunk.to_vec()).await?;
+    // Every batch carries the sentinel, guarded by its ETag, so a second writer
+    // fails at its first batch and can never overwrite our rows. Only the last
+    // batch moves NextSequence: until then the new rows stay invisible.
+    let mut etag = history.etag.clone();
+    let mut chunks: Vec<Vec<TableOp>> = rows.chunks(BATCH - 1).map(<[TableOp]>::to_vec).collect();
+    if chunks.is_empty() {
+        chunks.push(Vec::new());
     }
-    tail.push(sentinel_op);
-    hub.storage.tables.batch(&table, tail).await?;
-
-    // The new ETag: read back (one call) since batches do not return it.
-    let etag = hub
-        .storage
-        .tables
-        .get(&table, instance_id, SENTINEL)
-        .await?
-        .and_then(|e| e.etag)
-        .ok_or_else(|| {
-            StorageError::Other(format!("history sentinel of {instance_id} vanished"))
-        })?;
+    let last = chunks.len() - 1;
+    for (i, mut ops) in chunks.into_iter().enumerate() {
+        let next = if i == last {
+            next_seq
+        } else {
+            history.next_seq
+        };
+        ops.push(guard(sentinel(next), &etag));
+        hub.storage.tables.batch(&table, ops).await?;
+        // Batches do not return ETags: read it back (one call), and make sure
+        // what we read is our own commit, not a writer that came right after.
+        let read = hub
+            .storage
+            .tables
+            .get(&table, instance_id, SENTINEL)
+            .await?
+            .ok_or_else(|| {
+                StorageError::Other(format!("history sentinel of {instance_id} vanished"))
+            })?;
+        let ours = read.str("NextSequence") == Some(next.to_string().as_str())
+            && read.str("ExecutionId") == Some(history.execution_id.as_str());
+        if !ours {
+            return Err(StorageError::Conflict(format!(
+                "history of {instance_id} changed right after our checkpoint"
+            )));
+        }
+        etag = read.etag;
+    }
+    let etag = etag.ok_or_else(|| {
+        StorageError::Other(format!("history sentinel of {instance_id} has no ETag"))
+    })?;
     history.etag = Some(etag);
     history.next_seq = next_seq;
     history.records.extend(new);

@@ -255,17 +255,10 @@ impl Hub {
     }
 }
 
-/// Blob-name-safe form of an instance id.
+/// Blob-name-safe form of an instance id: hex, so that two ids never share a
+/// prefix (`order:1` and `order_1` would otherwise purge each other's payloads).
 fn sanitize(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    id.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 /// 32-bit FNV-1a.

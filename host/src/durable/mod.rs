@@ -133,11 +133,13 @@ impl Engine {
         *self.stop.borrow()
     }
 
-    pub(crate) fn owns(&self, partition: u32) -> bool {
+    /// Whether this host holds `partition` under `lease`.
+    pub(crate) fn holds(&self, partition: u32, lease: &str) -> bool {
         self.owned
             .lock()
             .expect("owned lock")
-            .contains_key(&partition)
+            .get(&partition)
+            .is_some_and(|l| l == lease)
     }
 
     /// Partitions this host holds now.
@@ -181,6 +183,11 @@ impl Engine {
             cache.clear();
         }
         cache.insert(instance_id.to_string(), history);
+    }
+
+    /// Partitions moved: any cached history may be outdated by another host.
+    pub(crate) fn forget_all_histories(&self) {
+        self.histories.lock().expect("history cache lock").clear();
     }
 
     pub(crate) fn forget_history(&self, instance_id: &str) {

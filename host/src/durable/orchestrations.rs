@@ -151,8 +151,13 @@ async fn try_episode(
             .map(|m| m.message.dequeue_count)
             .max()
             .unwrap_or(0);
-        if tries < 5 {
-            return Ok(Outcome::Retry(Duration::from_secs(2)));
+        if tries < 5 || super::instances::get(hub, id).await?.is_some() {
+            // The start message is on its way (or hidden on a dead host): keep waiting.
+            return Ok(Outcome::Retry(Duration::from_secs(if tries < 5 {
+                2
+            } else {
+                10
+            })));
         }
         tracing::warn!(
             "orchestration '{id}': dropping {} message(s) for an instance that does not exist",
@@ -165,13 +170,20 @@ async fn try_episode(
         (Some(_), _) | (None, None) => RuntimeStatus::Running,
         (None, Some(s)) => s.status,
     };
+    if starting.is_none() && status == RuntimeStatus::ContinuedAsNew {
+        // The next execution's start message is on its way: events wait for it.
+        return Ok(Outcome::Retry(Duration::from_secs(1)));
+    }
     if starting.is_none() && status.is_terminal() {
         tracing::debug!(
             "orchestration '{id}': ignoring {} message(s) after it finished",
             messages.len()
         );
-        if let Some(state) = &state {
-            repair_row(engine, id, &history, state).await?;
+        if let Some(state) = &state
+            && !repair_row(engine, id, &history, state).await?
+        {
+            // The row names a newer execution (a restart): its start is coming.
+            return Ok(Outcome::Retry(Duration::from_secs(2)));
         }
         return Ok(Outcome::Done);
     }
@@ -181,6 +193,8 @@ async fn try_episode(
         now,
     )];
     let mut outbound: Vec<Outbound> = Vec::new();
+    // Task and timer results already taken in this batch.
+    let mut batch_results: std::collections::HashSet<(bool, u32)> = Default::default();
     let mut parent = state
         .as_ref()
         .filter(|_| starting.is_none())
@@ -232,10 +246,8 @@ async fn try_episode(
                 }
             }
             ControlEvent::Event(event) => {
-                if for_us
-                    && !seen.is_duplicate(event)
-                    && !new.iter().any(|r| r.record == Record::Event(event.clone()))
-                {
+                let repeated = result_id(event).is_some_and(|key| !batch_results.insert(key));
+                if for_us && !seen.is_duplicate(event) && !repeated {
                     new.push(StoredRecord::new(Record::Event(event.clone()), now));
                 }
             }
@@ -325,7 +337,12 @@ async fn try_episode(
             )
             .await;
         };
-        let past = guest_events(&history.records);
+        // A new execution (start, restart, continue-as-new) begins with no past.
+        let past = if starting.is_some() {
+            Vec::new()
+        } else {
+            guest_events(&history.records)
+        };
         let request = OrchestratorRequest {
             instance_id: id.to_string(),
             past,
@@ -515,7 +532,13 @@ async fn try_episode(
             input
         },
         output,
-        custom_status: custom_status.flatten(),
+        custom_status: match custom_status {
+            Some(set) => set,
+            // The guest did not run (suspend, terminate, events while suspended): keep it.
+            None => super::instances::get(hub, id)
+                .await?
+                .and_then(|r| r.custom_status),
+        },
         created,
         last_updated: now,
         completed: status.is_terminal().then_some(now),
@@ -534,13 +557,15 @@ async fn repair_row(
     id: &str,
     history: &History,
     state: &InstanceState,
-) -> Result<(), StorageError> {
+) -> Result<bool, StorageError> {
     let row = super::instances::get(&engine.hub, id).await?;
-    if row
-        .as_ref()
-        .is_some_and(|r| r.status == state.status && r.execution_id == history.execution_id)
+    if let Some(r) = &row
+        && r.execution_id != history.execution_id
     {
-        return Ok(());
+        return Ok(false);
+    }
+    if row.as_ref().is_some_and(|r| r.status == state.status) {
+        return Ok(true);
     }
     tracing::info!(
         "orchestration '{id}': bringing its status up to date with its history ({})",
@@ -561,7 +586,7 @@ async fn repair_row(
     };
     super::instances::put(&engine.hub, &repaired).await?;
     engine.finished(id);
-    Ok(())
+    Ok(true)
 }
 
 fn history_execution(h: &History) -> Option<String> {
@@ -614,6 +639,7 @@ async fn finish_failed(
         completed: Some(now),
     };
     super::instances::put(&engine.hub, &row).await?;
+    engine.forget_history(id);
     engine.finished(id);
     Ok(Outcome::Done)
 }
@@ -654,6 +680,20 @@ fn notify_parent(
         },
         Duration::ZERO,
     )
+}
+
+/// The id a result event completes: (is a timer, id); None for other events.
+fn result_id(event: &HistoryEvent) -> Option<(bool, u32)> {
+    match event {
+        HistoryEvent::TaskCompleted(c) | HistoryEvent::SubOrchestrationCompleted(c) => {
+            Some((false, c.task_scheduled_id))
+        }
+        HistoryEvent::TaskFailed(f) | HistoryEvent::SubOrchestrationFailed(f) => {
+            Some((false, f.task_scheduled_id))
+        }
+        HistoryEvent::TimerFired(t) => Some((true, t.timer_id)),
+        _ => None,
+    }
 }
 
 /// The guest's view of the history: its own events only.

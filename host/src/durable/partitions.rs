@@ -53,6 +53,7 @@ pub async fn manage(engine: Arc<Engine>) {
                     Ok(false) => {
                         tracing::warn!("lost the lease of partition {p}; another host has it now");
                         engine.owned.lock().expect("owned lock").remove(&p);
+                        engine.forget_all_histories();
                     }
                     Err(e) => tracing::warn!("renewing the lease of partition {p}: {e}"),
                 },
@@ -68,8 +69,12 @@ pub async fn manage(engine: Arc<Engine>) {
                             engine.host_id,
                             engine.hub.control_queue(p)
                         );
-                        engine.owned.lock().expect("owned lock").insert(p, lease);
-                        let poller = tokio::spawn(poll(engine.clone(), p));
+                        engine
+                            .owned
+                            .lock()
+                            .expect("owned lock")
+                            .insert(p, lease.clone());
+                        let poller = tokio::spawn(poll(engine.clone(), p, lease));
                         engine.tasks.lock().expect("tasks lock").push(poller);
                     }
                     Ok(None) => {}
@@ -131,6 +136,7 @@ async fn release_extra(engine: &Engine, fair: usize) {
     for (p, lease) in extra {
         // The poller stops once the partition is no longer ours.
         engine.owned.lock().expect("owned lock").remove(&p);
+        engine.forget_all_histories();
         tracing::info!(
             "Host {} hands partition {p} over to another host",
             engine.host_id
@@ -172,10 +178,11 @@ pub async fn release_all(engine: &Engine) {
 }
 
 /// Process one partition's control queue while this host holds it.
-async fn poll(engine: Arc<Engine>, partition: u32) {
+async fn poll(engine: Arc<Engine>, partition: u32, lease: String) {
     let queue = engine.hub.control_queue(partition);
     let mut backoff = Backoff::new(engine.config.max_polling_interval);
-    while engine.owns(partition) && !engine.stopping() {
+    // While this lease is ours: after a loss and a new lease, a new poller runs.
+    while engine.holds(partition, &lease) && !engine.stopping() {
         let received = engine
             .hub
             .storage

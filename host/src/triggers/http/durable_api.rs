@@ -91,7 +91,19 @@ async fn route(engine: &Arc<Engine>, req: &ApiRequest<'_>) -> Result<Response<Bo
                 "terminate" => engine.terminate(id, reason).await?,
                 "suspend" => engine.suspend(id, reason).await?,
                 "resume" => engine.resume(id, reason).await?,
-                "rewind" => engine.rewind(id, reason).await?,
+                "rewind" => {
+                    // Durable Functions answers rewind errors with a JSON string
+                    // (412 for an instance that did not fail), which its clients show.
+                    if let Err(e) = engine.rewind(id, reason).await {
+                        let status = match e {
+                            ClientError::NotFound(_) => StatusCode::NOT_FOUND,
+                            ClientError::Conflict(_) => StatusCode::PRECONDITION_FAILED,
+                            ClientError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+                            _ => StatusCode::BAD_REQUEST,
+                        };
+                        return Ok(json_response(status, &Value::String(e.to_string())));
+                    }
+                }
                 "restart" => {
                     let new_id = req
                         .query
