@@ -146,11 +146,7 @@ async fn try_episode(
     let Some(execution_id) = starting.clone().or(current_execution) else {
         // Messages for an instance that has not started: its start message may
         // still be on its way. Give up after 5 tries.
-        let tries = messages
-            .iter()
-            .map(|m| m.message.dequeue_count)
-            .max()
-            .unwrap_or(0);
+        let tries = most_tries(messages);
         if tries < 5 || super::instances::get(hub, id).await?.is_some() {
             // The start message is on its way (or hidden on a dead host): keep waiting.
             return Ok(Outcome::Retry(Duration::from_secs(if tries < 5 {
@@ -303,84 +299,55 @@ async fn try_episode(
             ));
         }
     } else if status == RuntimeStatus::Running {
-        let Some(function) = engine
+        let function = engine
             .catalog
             .table()
-            .find(&name, |t| matches!(t, Trigger::Orchestration))
-        else {
-            let tries = messages
-                .iter()
-                .map(|m| m.message.dequeue_count)
-                .max()
-                .unwrap_or(0);
-            if tries < 5 {
+            .find(&name, |t| matches!(t, Trigger::Orchestration));
+        let response = match function {
+            None if most_tries(messages) < 5 => {
                 tracing::warn!(
                     "orchestration '{id}': no orchestrator function '{name}' is loaded; retrying in 10 s"
                 );
                 return Ok(Outcome::Retry(Duration::from_secs(10)));
             }
-            return finish_failed(
-                engine,
-                id,
-                history,
-                starting,
-                new,
-                parent,
-                &name,
-                input,
-                created,
-                now,
-                failure(
-                    "FunctionNotFound",
-                    &format!("no orchestrator function named '{name}' is loaded"),
-                ),
-            )
-            .await;
+            None => Err(failure(
+                "FunctionNotFound",
+                &format!("no orchestrator function named '{name}' is loaded"),
+            )),
+            Some(function) => {
+                // A new execution (start, restart, continue-as-new) begins with no past.
+                let past = if starting.is_some() {
+                    Vec::new()
+                } else {
+                    guest_events(&history.records)
+                };
+                let request = OrchestratorRequest {
+                    instance_id: id.to_string(),
+                    past,
+                    new: guest_events(&new),
+                };
+                let invocation = crate::triggers::invocation(&function.name);
+                crate::triggers::log_executing(&invocation, "(null)");
+                let started = std::time::Instant::now();
+                let sandbox = Sandbox {
+                    now_ms: now,
+                    seed: u64::from(super::hub::fnv1a(id.as_bytes())) << 32
+                        | u64::from(super::hub::fnv1a(execution_id.as_bytes())),
+                };
+                let response = engine
+                    .runtime
+                    .invoke_orchestrator(&function.component, &invocation, request, sandbox)
+                    .await;
+                let error = response.as_ref().err().map(|e| e as &dyn std::fmt::Display);
+                crate::triggers::log_executed(&invocation, error, started.elapsed());
+                response.map_err(|e| failure("OrchestratorFailed", &e.to_string()))
+            }
         };
-        // A new execution (start, restart, continue-as-new) begins with no past.
-        let past = if starting.is_some() {
-            Vec::new()
-        } else {
-            guest_events(&history.records)
-        };
-        let request = OrchestratorRequest {
-            instance_id: id.to_string(),
-            past,
-            new: guest_events(&new),
-        };
-        let invocation = crate::triggers::invocation(&function.name);
-        crate::triggers::log_executing(&invocation, "(null)");
-        let started = std::time::Instant::now();
-        let sandbox = Sandbox {
-            now_ms: now,
-            seed: u64::from(super::hub::fnv1a(id.as_bytes())) << 32
-                | u64::from(super::hub::fnv1a(execution_id.as_bytes())),
-        };
-        let response = engine
-            .runtime
-            .invoke_orchestrator(&function.component, &invocation, request, sandbox)
-            .await;
-        match &response {
-            Ok(_) => crate::triggers::log_executed(&invocation, None, started.elapsed()),
-            Err(e) => crate::triggers::log_executed(&invocation, Some(e), started.elapsed()),
-        }
         let response = match response {
             Ok(r) => r,
-            Err(e) => {
-                return finish_failed(
-                    engine,
-                    id,
-                    history,
-                    starting,
-                    new,
-                    parent,
-                    &name,
-                    input,
-                    created,
-                    now,
-                    failure("OrchestratorFailed", &e.to_string()),
-                )
-                .await;
+            Err(f) => {
+                let parts = (starting, new, parent, input);
+                return finish_failed(engine, id, history, parts, &name, created, now, f).await;
             }
         };
         custom_status = Some(response.custom_status.clone());
@@ -593,17 +560,32 @@ fn history_execution(h: &History) -> Option<String> {
     (!h.execution_id.is_empty()).then(|| h.execution_id.clone())
 }
 
+/// What a failing episode had gathered: the new execution id (if starting),
+/// the new records, the parent, and the input.
+type EpisodeParts = (
+    Option<String>,
+    Vec<StoredRecord>,
+    Option<super::model::Parent>,
+    Option<String>,
+);
+
+/// How often the most-received of these messages was received.
+fn most_tries(messages: &[Inbound]) -> u32 {
+    messages
+        .iter()
+        .map(|m| m.message.dequeue_count)
+        .max()
+        .unwrap_or(0)
+}
+
 /// Fail the instance without running the guest (no function, or the guest trapped).
 #[allow(clippy::too_many_arguments)]
 async fn finish_failed(
     engine: &Arc<Engine>,
     id: &str,
     history: History,
-    starting: Option<String>,
-    mut new: Vec<StoredRecord>,
-    parent: Option<super::model::Parent>,
+    (starting, mut new, parent, input): EpisodeParts,
     name: &str,
-    input: Option<String>,
     created: u64,
     now: u64,
     f: Failure,

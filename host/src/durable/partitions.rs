@@ -141,15 +141,20 @@ async fn release_extra(engine: &Engine, fair: usize) {
             "Host {} hands partition {p} over to another host",
             engine.host_id
         );
-        if let Err(e) = engine
-            .hub
-            .storage
-            .blobs
-            .release_lease(&container, &lease_blob(engine, p), &lease)
-            .await
-        {
-            tracing::debug!("releasing the lease of partition {p}: {e}");
-        }
+        release(engine, &container, p, &lease).await;
+    }
+}
+
+async fn release(engine: &Engine, container: &str, partition: u32, lease: &str) {
+    let blob = lease_blob(engine, partition);
+    if let Err(e) = engine
+        .hub
+        .storage
+        .blobs
+        .release_lease(container, &blob, lease)
+        .await
+    {
+        tracing::debug!("releasing the lease of partition {partition}: {e}");
     }
 }
 
@@ -165,15 +170,7 @@ pub async fn release_all(engine: &Engine) {
         .delete(&container, &format!("hosts/{}", engine.host_id))
         .await;
     for (p, lease) in held {
-        if let Err(e) = engine
-            .hub
-            .storage
-            .blobs
-            .release_lease(&container, &lease_blob(engine, p), &lease)
-            .await
-        {
-            tracing::debug!("releasing the lease of partition {p}: {e}");
-        }
+        release(engine, &container, p, &lease).await;
     }
 }
 

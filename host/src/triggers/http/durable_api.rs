@@ -154,7 +154,12 @@ fn accepted() -> Response<Body> {
 
 fn check_status(engine: &Engine, base: &str, id: &str) -> Response<Body> {
     let urls = engine.management_urls(base, id);
-    let mut r = json_response(StatusCode::ACCEPTED, &urls);
+    accepted_with_location(&urls, &urls)
+}
+
+/// 202 with `body`, `Location` (where to ask again) and `Retry-After`.
+fn accepted_with_location(body: &Value, urls: &Value) -> Response<Body> {
+    let mut r = json_response(StatusCode::ACCEPTED, body);
     if let Some(Ok(v)) = urls["statusQueryGetUri"]
         .as_str()
         .map(HeaderValue::from_str)
@@ -194,17 +199,10 @@ async fn status(
         return Ok(json_response(StatusCode::OK, &doc));
     }
     // Still going: 202, and where to ask again.
-    let mut r = json_response(StatusCode::ACCEPTED, &doc);
-    let urls = engine.management_urls(&req.base, id);
-    if let Some(Ok(v)) = urls["statusQueryGetUri"]
-        .as_str()
-        .map(HeaderValue::from_str)
-    {
-        r.headers_mut().insert(header::LOCATION, v);
-    }
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
-    Ok(r)
+    Ok(accepted_with_location(
+        &doc,
+        &engine.management_urls(&req.base, id),
+    ))
 }
 
 fn filter(req: &ApiRequest<'_>) -> Result<Filter, ClientError> {
