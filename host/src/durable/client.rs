@@ -115,7 +115,14 @@ impl Engine {
             })),
             parent: None,
         };
-        let partition = self.hub.send_control(&message, Duration::ZERO).await?;
+        let partition = match self.hub.send_control(&message, Duration::ZERO).await {
+            Ok(p) => p,
+            Err(e) => {
+                // Without its start message the Pending row would block the id for good.
+                let _ = instances::delete(&self.hub, &id).await;
+                return Err(e.into());
+            }
+        };
         self.wake_partition(partition);
         Ok(id)
     }
