@@ -168,6 +168,7 @@ async fn finish(
         execution_id: Some(item.execution_id.clone()),
         event: ControlEvent::Event(event),
         parent: None,
+        id: None,
     };
     match engine.hub.send_control(&message, Duration::ZERO).await {
         Ok(partition) => engine.wake_partition(partition),

@@ -114,6 +114,7 @@ impl Engine {
                 timestamp: now,
             })),
             parent: None,
+            id: Some(uuid::Uuid::new_v4().simple().to_string()),
         };
         let partition = match self.hub.send_control(&message, Duration::ZERO).await {
             Ok(p) => p,
@@ -152,6 +153,7 @@ impl Engine {
             execution_id: None,
             event,
             parent: None,
+            id: Some(uuid::Uuid::new_v4().simple().to_string()),
         };
         let partition = self.hub.send_control(&message, Duration::ZERO).await?;
         self.wake_partition(partition);

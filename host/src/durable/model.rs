@@ -128,6 +128,11 @@ pub struct ControlMessage {
     /// For execution-started of a sub-orchestration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Parent>,
+    /// Identifies events and management operations, so that a redelivered one
+    /// (a host died between the checkpoint and the delete) is applied once.
+    /// Results need none: they are deduplicated by task and timer id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// A message on `{hub}-workitems`: run one activity.
@@ -193,6 +198,9 @@ pub struct StoredRecord {
     /// On execution-started of a sub-orchestration: whom to tell when it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Parent>,
+    /// The id of the control message this record came from (events, suspend, resume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
 }
 
 impl StoredRecord {
@@ -201,6 +209,7 @@ impl StoredRecord {
             record,
             timestamp,
             parent: None,
+            message_id: None,
         }
     }
 }

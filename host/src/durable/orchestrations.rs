@@ -189,8 +189,9 @@ async fn try_episode(
         now,
     )];
     let mut outbound: Vec<Outbound> = Vec::new();
-    // Task and timer results already taken in this batch.
+    // Task and timer results, and message ids, already taken in this batch.
     let mut batch_results: std::collections::HashSet<(bool, u32)> = Default::default();
+    let mut batch_messages: std::collections::HashSet<String> = Default::default();
     let mut parent = state
         .as_ref()
         .filter(|_| starting.is_none())
@@ -209,6 +210,7 @@ async fn try_episode(
         fired: Default::default(),
         output: None,
         completed_at: None,
+        messages: Default::default(),
     };
     let seen = state
         .as_ref()
@@ -219,6 +221,16 @@ async fn try_episode(
         let c = &m.control;
         let for_us =
             c.execution_id.is_none() || c.execution_id.as_deref() == Some(execution_id.as_str());
+        // An event or operation already recorded (redelivered after a crash) is skipped.
+        if let Some(mid) = &c.id
+            && (seen.messages.contains(mid) || !batch_messages.insert(mid.clone()))
+        {
+            continue;
+        }
+        let record = |record: Record| StoredRecord {
+            message_id: c.id.clone(),
+            ..StoredRecord::new(record, now)
+        };
         match &c.event {
             ControlEvent::Event(HistoryEvent::ExecutionStarted(e)) => {
                 if starting.is_some() && c.execution_id.as_deref() == Some(execution_id.as_str()) {
@@ -244,23 +256,17 @@ async fn try_episode(
             ControlEvent::Event(event) => {
                 let repeated = result_id(event).is_some_and(|key| !batch_results.insert(key));
                 if for_us && !seen.is_duplicate(event) && !repeated {
-                    new.push(StoredRecord::new(Record::Event(event.clone()), now));
+                    new.push(record(Record::Event(event.clone())));
                 }
             }
             ControlEvent::Terminate { reason } => terminated = Some(reason.clone()),
             ControlEvent::Suspend { .. } if status == RuntimeStatus::Running => {
                 status = RuntimeStatus::Suspended;
-                new.push(StoredRecord::new(
-                    Record::Event(HistoryEvent::ExecutionSuspended),
-                    now,
-                ));
+                new.push(record(Record::Event(HistoryEvent::ExecutionSuspended)));
             }
             ControlEvent::Resume { .. } if status == RuntimeStatus::Suspended => {
                 status = RuntimeStatus::Running;
-                new.push(StoredRecord::new(
-                    Record::Event(HistoryEvent::ExecutionResumed),
-                    now,
-                ));
+                new.push(record(Record::Event(HistoryEvent::ExecutionResumed)));
             }
             ControlEvent::Suspend { .. } | ControlEvent::Resume { .. } => {}
         }
@@ -375,6 +381,7 @@ async fn try_episode(
                             fire_at: t.fire_at,
                         })),
                         parent: None,
+                        id: None,
                     };
                     let delay = Duration::from_millis(t.fire_at.saturating_sub(now)).min(MAX_DELAY);
                     outbound.push(Outbound::Control(fired, delay));
@@ -400,6 +407,7 @@ async fn try_episode(
                                 execution_id: execution_id.clone(),
                                 task_scheduled_id: s.event_id,
                             }),
+                            id: None,
                         },
                         Duration::ZERO,
                     ));
@@ -420,6 +428,7 @@ async fn try_episode(
                                 },
                             )),
                             parent: None,
+                            id: Some(format!("{id}:{execution_id}:{}", e.event_id)),
                         },
                         Duration::ZERO,
                     ));
@@ -472,6 +481,7 @@ async fn try_episode(
                     timestamp: created,
                 })),
                 parent: parent.clone(),
+                id: None,
             },
             Duration::ZERO,
         ));
@@ -659,6 +669,7 @@ fn notify_parent(
             execution_id: Some(parent.execution_id.clone()),
             event: ControlEvent::Event(event),
             parent: None,
+            id: None,
         },
         Duration::ZERO,
     )

@@ -24,6 +24,8 @@ pub struct InstanceState {
     pub output: Option<String>,
     /// When it became terminal.
     pub completed_at: Option<u64>,
+    /// Ids of the control messages already recorded (events, suspend, resume).
+    pub messages: HashSet<String>,
 }
 
 impl InstanceState {
@@ -42,10 +44,14 @@ impl InstanceState {
                         fired: HashSet::new(),
                         output: None,
                         completed_at: None,
+                        messages: HashSet::new(),
                     });
                 }
                 record => {
                     let Some(s) = state.as_mut() else { continue };
+                    if let Some(id) = &stored.message_id {
+                        s.messages.insert(id.clone());
+                    }
                     match record {
                         Record::Event(HistoryEvent::TaskCompleted(c))
                         | Record::Event(HistoryEvent::SubOrchestrationCompleted(c)) => {
@@ -98,5 +104,56 @@ impl InstanceState {
             HistoryEvent::TimerFired(t) => self.fired.contains(&t.timer_id),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::durable::model::StoredRecord;
+    use crate::runtime::durable::{EventRaised, ExecutionStarted, TaskCompleted};
+
+    fn history(records: Vec<StoredRecord>) -> History {
+        History {
+            execution_id: "e1".into(),
+            records,
+            ..History::default()
+        }
+    }
+
+    #[test]
+    fn results_and_message_ids_are_remembered() {
+        let started = StoredRecord::new(
+            Record::Event(HistoryEvent::ExecutionStarted(ExecutionStarted {
+                name: "o".into(),
+                input: None,
+                timestamp: 1,
+            })),
+            1,
+        );
+        let completed = HistoryEvent::TaskCompleted(TaskCompleted {
+            task_scheduled_id: 3,
+            output: None,
+        });
+        let raised = StoredRecord {
+            message_id: Some("m1".into()),
+            ..StoredRecord::new(
+                Record::Event(HistoryEvent::EventRaised(EventRaised {
+                    name: "go".into(),
+                    input: None,
+                })),
+                2,
+            )
+        };
+        let state = InstanceState::of(&history(vec![
+            started,
+            StoredRecord::new(Record::Event(completed.clone()), 2),
+            raised,
+        ]))
+        .unwrap();
+        assert_eq!(state.status, RuntimeStatus::Running);
+        assert!(state.is_duplicate(&completed));
+        assert!(state.messages.contains("m1"));
+        assert!(InstanceState::of(&history(vec![])).is_none());
     }
 }
