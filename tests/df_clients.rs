@@ -10,8 +10,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use azurite::Azurite;
-use durable_support::project;
+use durable_support::client_works_unchanged;
 use support::repo;
 
 /// A virtualenv with the pinned client, under target/ (rebuilt when the
@@ -45,24 +44,7 @@ fn python_client() -> PathBuf {
 
 #[test]
 fn python_durable_client_works_unchanged() {
-    let python = python_client();
-    let azurite = Azurite::start();
-    let p = project(&azurite, &["approval"], "");
-    let host = p.start(&[]);
-    let out = Command::new(python)
-        .arg(repo().join("tests/compat/df_client.py"))
-        .arg(&host.base)
-        .arg("TestHub")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}\n--- host:\n{}", host.output());
-    assert!(
-        text.contains("python durable client: all operations ok"),
-        "{text}"
-    );
+    let mut program = Command::new(python_client());
+    program.arg(repo().join("tests/compat/df_client.py"));
+    client_works_unchanged(program, "python durable client: all operations ok");
 }

@@ -11,8 +11,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use azurite::Azurite;
-use durable_support::project;
+use durable_support::client_works_unchanged;
 use support::repo;
 
 /// tests/compat/node with its pinned packages installed (`npm ci` when
@@ -39,27 +38,7 @@ fn node_client() -> PathBuf {
 
 #[test]
 fn node_durable_client_works_unchanged() {
-    let script = node_client();
-    let azurite = Azurite::start();
-    let p = project(&azurite, &["approval"], "");
-    let host = p.start(&[]);
-    let out = Command::new("node")
-        .arg(script)
-        .arg(&host.base)
-        .arg("TestHub")
-        .output()
-        .unwrap_or_else(|e| panic!("node is needed for this test: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}\n--- host:\n{}", host.output());
-    assert!(
-        text.lines()
-            .last()
-            .is_some_and(|l| l == "node durable client: all operations ok"),
-        "{text}\n--- host:\n{}",
-        host.output()
-    );
+    let mut program = Command::new("node");
+    program.arg(node_client());
+    client_works_unchanged(program, "node durable client: all operations ok");
 }

@@ -51,3 +51,31 @@ pub fn finished(url: &str, deadline: Duration) -> Value {
         (code == 200).then_some(body)
     })
 }
+
+/// Run a real Durable Functions client program (`program BASE TASKHUB`)
+/// against a host with the `approval` samples; it must succeed and end with `done_line`.
+pub fn client_works_unchanged(mut program: std::process::Command, done_line: &str) {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["approval"], "");
+    let host = p.start(&[]);
+    let out = program
+        .arg(&host.base)
+        .arg("TestHub")
+        .output()
+        .unwrap_or_else(|e| panic!("running the client program: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}\n--- host:\n{}", host.output());
+    assert!(
+        // stdout's last line: clients may warn on stderr as they exit (aiohttp does).
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .is_some_and(|l| l == done_line),
+        "{text}\n--- host:\n{}",
+        host.output()
+    );
+}

@@ -31,10 +31,6 @@ fn wasmtime_version() -> &'static str {
     "48"
 }
 
-pub fn is_cached(engine: &Engine, dir: &Path, wasm: &[u8]) -> bool {
-    entry(engine, dir, wasm).0.exists()
-}
-
 /// The compiled component and the hex SHA-256 of `wasm`.
 pub fn load_or_compile(
     engine: &Engine,

@@ -280,11 +280,6 @@ impl Runtime {
         })
     }
 
-    /// Whether `path`'s compiled form is in the cache (for start-up messages).
-    pub fn is_cached(&self, wasm: &[u8]) -> bool {
-        cache::is_cached(&self.engine, &self.config.cache_dir, wasm)
-    }
-
     /// Call the `httpTrigger` function `invocation.function` of `component`.
     pub async fn invoke_http(
         &self,

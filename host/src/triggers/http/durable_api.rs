@@ -152,9 +152,10 @@ fn accepted() -> Response<Body> {
     r
 }
 
+/// The same 202 + Location + management URLs that functions get from the durable client.
 fn check_status(engine: &Engine, base: &str, id: &str) -> Response<Body> {
-    let urls = engine.management_urls(base, id);
-    accepted_with_location(&urls, &urls)
+    super::from_wit(engine.check_status(base, id))
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
 
 /// 202 with `body`, `Location` (where to ask again) and `Retry-After`.
