@@ -531,7 +531,8 @@ async fn a_batch_writes_all_of_its_operations() {
         .await
         .unwrap();
     let before = s.calls().table;
-    s.tables
+    let etags = s
+        .tables
         .batch(
             "Hist",
             vec![
@@ -560,11 +561,29 @@ async fn a_batch_writes_all_of_its_operations() {
         (Some(1), Some(2))
     );
     assert_eq!(rows[3].i64("N"), Some(1));
+    // The batch answers each write's new ETag (none for the delete): the same
+    // ETag a read gives, and good for the next conditional write.
+    assert_eq!(etags.len(), 5);
+    assert!(etags[..4].iter().all(Option::is_some), "{etags:?}");
+    assert_eq!(etags[4], None);
+    assert_eq!(etags[0], rows[3].etag, "the sentinel's new ETag");
+    let before_replace = s.calls().table;
+    s.tables
+        .batch(
+            "Hist",
+            vec![TableOp::Replace {
+                entity: Entity::new("i", "sentinel").with("N", 2),
+                etag: etags[0].clone().unwrap(),
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.calls().table - before_replace, 1);
     s.tables.batch("Hist", Vec::new()).await.unwrap();
     assert_eq!(
         s.calls().table - before,
-        2,
-        "the batch, the query; an empty batch makes no call"
+        3,
+        "the batch, the query, the second batch; an empty batch makes no call"
     );
 }
 

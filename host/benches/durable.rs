@@ -106,7 +106,60 @@ fn wait(c: &reqwest::blocking::Client, host: &Host, id: &str) -> Value {
     }
 }
 
+/// `fnhost_invocations_total` (succeeded) of a host.
+fn invocations(c: &reqwest::blocking::Client, host: &Host) -> u64 {
+    let text = c
+        .get(format!("{}/admin/metrics", host.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("fnhost_invocations_total{result=\"succeeded\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Start `n` orchestrations of `name` from 8 client threads; wait for all.
+fn many(
+    c: &reqwest::blocking::Client,
+    host: &Host,
+    name: &str,
+    input: Value,
+    n: usize,
+) -> (f64, f64) {
+    let t = Instant::now();
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|w| {
+                let input = input.clone();
+                s.spawn(move || {
+                    (0..n)
+                        .filter(|i| i % 8 == w)
+                        .map(|_| start(c, host, name, input.clone()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let started = t.elapsed().as_secs_f64();
+    for id in &ids {
+        wait(c, host, id);
+    }
+    (t.elapsed().as_secs_f64(), started)
+}
+
 fn main() {
+    // `cargo bench -p host --bench durable -- chain fanout ...` runs only those shapes.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |shape: &str| only.is_empty() || only.iter().any(|o| o == shape);
     let out = Command::new(env!("CARGO_BIN_EXE_host"))
         .args(["build", "--functions"])
         .arg(repo().join("bench/functions"))
@@ -128,9 +181,10 @@ fn main() {
         )
         .unwrap();
     }
+    let extra = std::env::var("BENCH_DURABLE_TOML").unwrap_or_default();
     std::fs::write(
         root.path().join("host.toml"),
-        "[extensions.durableTask]\nhubName = \"BenchHub\"\n",
+        format!("[extensions.durableTask]\nhubName = \"BenchHub\"\n{extra}\n"),
     )
     .unwrap();
     std::fs::write(
@@ -147,70 +201,114 @@ fn main() {
     let id = start(&c, &host, "Small", Value::Null);
     wait(&c, &host, &id);
 
-    let calls = storage_calls(&c, &host);
-    let t = Instant::now();
-    let id = start(&c, &host, "Chain", 100.into());
-    wait(&c, &host, &id);
-    let took = t.elapsed();
-    let chain_calls = storage_calls(&c, &host) - calls;
-    println!(
-        "100-step chain: {:.2} s, {:.1} ms per step, {:.1} storage transactions per activity",
-        took.as_secs_f64(),
-        took.as_secs_f64() * 1000.0 / 100.0,
-        chain_calls as f64 / 100.0
-    );
-
-    let calls = storage_calls(&c, &host);
-    let t = Instant::now();
-    let id = start(&c, &host, "FanOut", 1000.into());
-    let v = wait(&c, &host, &id);
-    assert_eq!(v["output"], 1000);
-    let took = t.elapsed();
-    let fan_calls = storage_calls(&c, &host) - calls;
-    println!(
-        "fan-out of 1,000: {:.2} s, {:.0} activities/s, {:.1} storage transactions per activity",
-        took.as_secs_f64(),
-        1000.0 / took.as_secs_f64(),
-        fan_calls as f64 / 1000.0
-    );
-
-    let calls = storage_calls(&c, &host);
-    let t = Instant::now();
-    let ids: Vec<String> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..8)
-            .map(|_| {
-                s.spawn(|| {
-                    (0..125)
-                        .map(|_| start(&c, &host, "Small", Value::Null))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap())
-            .collect()
-    });
-    let started = t.elapsed();
-    for id in &ids {
-        wait(&c, &host, id);
+    if run("chain") {
+        let calls = storage_calls(&c, &host);
+        let t = Instant::now();
+        let id = start(&c, &host, "Chain", 100.into());
+        wait(&c, &host, &id);
+        let took = t.elapsed();
+        let chain_calls = storage_calls(&c, &host) - calls;
+        println!(
+            "100-step chain: {:.2} s, {:.2} ms per step, {:.2} storage transactions per step",
+            took.as_secs_f64(),
+            took.as_secs_f64() * 1000.0 / 100.0,
+            chain_calls as f64 / 100.0
+        );
     }
-    let took = t.elapsed();
-    let small_calls = storage_calls(&c, &host) - calls;
-    println!(
-        "1,000 concurrent one-activity orchestrations: {:.2} s ({:.2} s to start them), {:.0} orchestrations/s, {:.1} storage transactions per orchestration",
-        took.as_secs_f64(),
-        started.as_secs_f64(),
-        1000.0 / took.as_secs_f64(),
-        small_calls as f64 / 1000.0
-    );
 
-    // Idle: let the pollers back off to maxQueuePollingInterval (30 s), then count a minute.
-    std::thread::sleep(Duration::from_secs(35));
-    let calls = storage_calls(&c, &host);
-    std::thread::sleep(Duration::from_secs(60));
-    println!(
-        "idle: {} storage transactions per minute (4 partitions, 30 s leases renewed every 10 s)",
-        storage_calls(&c, &host) - calls
-    );
+    for n in [100u32, 1000, 10_000] {
+        if !(run("fanout") || n == 1000 && run("fanout1000")) {
+            continue;
+        }
+        let calls = storage_calls(&c, &host);
+        let t = Instant::now();
+        let id = start(&c, &host, "FanOut", n.into());
+        let v = wait(&c, &host, &id);
+        assert_eq!(v["output"], n);
+        let took = t.elapsed();
+        let fan_calls = storage_calls(&c, &host) - calls;
+        println!(
+            "fan-out of {n}: {:.3} s, {:.0} activities/s, {:.3} storage transactions per activity",
+            took.as_secs_f64(),
+            f64::from(n) / took.as_secs_f64(),
+            fan_calls as f64 / f64::from(n)
+        );
+    }
+
+    if run("small") {
+        let calls = storage_calls(&c, &host);
+        let (took, started) = many(&c, &host, "Small", Value::Null, 1000);
+        let small_calls = storage_calls(&c, &host) - calls;
+        println!(
+            "1,000 concurrent one-activity orchestrations: {took:.2} s ({started:.2} s to start them), {:.0} orchestrations/s, {:.2} storage transactions per orchestration",
+            1000.0 / took,
+            small_calls as f64 / 1000.0
+        );
+    }
+
+    if run("chain5") {
+        let calls = storage_calls(&c, &host);
+        let (took, started) = many(&c, &host, "Chain", 5.into(), 1000);
+        let chain_calls = storage_calls(&c, &host) - calls;
+        println!(
+            "1,000 concurrent orchestrations of 5 chained activities: {took:.2} s ({started:.2} s to start them), {:.0} orchestrations/s, {:.2} storage transactions per orchestration",
+            1000.0 / took,
+            chain_calls as f64 / 1000.0
+        );
+    }
+
+    if run("idle") {
+        // Let the pollers back off to maxQueuePollingInterval (30 s) and park, then count a minute.
+        std::thread::sleep(Duration::from_secs(65));
+        let calls = storage_calls(&c, &host);
+        std::thread::sleep(Duration::from_secs(60));
+        println!(
+            "idle: {} storage transactions per minute (one host, 4 partitions, 30 s leases renewed every 10 s)",
+            storage_calls(&c, &host) - calls
+        );
+    }
+
+    if run("twohosts") {
+        let second = start_host(root.path());
+        // Let the second host take its share of the partitions (2 of 4).
+        let split = Instant::now();
+        while partitions(&c, &second) < 2 {
+            assert!(
+                split.elapsed() < Duration::from_secs(90),
+                "the hosts did not split"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for n in [1000u32, 10_000] {
+            let (a0, b0) = (invocations(&c, &host), invocations(&c, &second));
+            let calls = storage_calls(&c, &host) + storage_calls(&c, &second);
+            let t = Instant::now();
+            let id = start(&c, &host, "FanOut", n.into());
+            let v = wait(&c, &host, &id);
+            assert_eq!(v["output"], n);
+            let took = t.elapsed();
+            let all = storage_calls(&c, &host) + storage_calls(&c, &second) - calls;
+            println!(
+                "two hosts, fan-out of {n}: {:.3} s, {:.0} activities/s, {:.3} storage transactions per activity; invocations on the hosts: {} and {}",
+                took.as_secs_f64(),
+                f64::from(n) / took.as_secs_f64(),
+                all as f64 / f64::from(n),
+                invocations(&c, &host) - a0,
+                invocations(&c, &second) - b0,
+            );
+        }
+    }
+}
+
+fn partitions(c: &reqwest::blocking::Client, host: &Host) -> usize {
+    let text = c
+        .get(format!("{}/admin/metrics", host.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("fnhost_partitions_owned "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }

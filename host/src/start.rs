@@ -105,8 +105,8 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
     let catalog = Catalog::new(functions_dir.clone(), runtime.clone());
     let changes = catalog.sync().await;
 
-    let durable = start_durable(&host, &settings, &runtime, &catalog).await?;
-
+    // The port before any durable work: a host that cannot serve must not
+    // take messages from the task hub (and hold them hidden) first.
     let port = opts.port.unwrap_or(local.host.local_http_port);
     let addr = SocketAddr::new(opts.listen, port);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -115,6 +115,8 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
              using --port."
         )
     })?;
+
+    let durable = start_durable(&host, &settings, &runtime, &catalog).await?;
     let bound = listener.local_addr()?;
     let base = base_url(bound);
     let prefix = host
@@ -262,6 +264,9 @@ async fn start_durable(
             work_item_visibility: provider.work_item_queue_visibility_timeout,
             lease: Duration::from_secs(30),
             lease_renewal: Duration::from_secs(10),
+            local_dispatch: task.local_dispatch,
+            extended_sessions: task.extended_sessions_enabled,
+            session_idle: Duration::from_secs(task.extended_session_idle_timeout_in_seconds),
         },
     )
     .await

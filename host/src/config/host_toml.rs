@@ -143,7 +143,16 @@ pub struct DurableTaskExtension {
     pub max_concurrent_activity_functions: Option<u32>,
     /// Azure's default is 10 per core.
     pub max_concurrent_orchestrator_functions: Option<u32>,
+    /// Keep an orchestrator's wasm instance between its episodes, so that it
+    /// continues instead of replaying its history (Durable Functions' key;
+    /// on by default here: the sandbox makes replay and continuation agree).
     pub extended_sessions_enabled: bool,
+    /// A session unused this long ends (Durable Functions' key and default).
+    pub extended_session_idle_timeout_in_seconds: u64,
+    /// fnhost's own: run the activities an episode schedules on the host
+    /// that owns the instance while it has free slots, instead of through
+    /// `{hub}-workitems` (one storage call per activity saved several times).
+    pub local_dispatch: bool,
     pub storage_provider: StorageProvider,
 }
 
@@ -153,7 +162,9 @@ impl Default for DurableTaskExtension {
             hub_name: "TestHubName".into(),
             max_concurrent_activity_functions: None,
             max_concurrent_orchestrator_functions: None,
-            extended_sessions_enabled: false,
+            extended_sessions_enabled: true,
+            extended_session_idle_timeout_in_seconds: 30,
+            local_dispatch: true,
             storage_provider: StorageProvider::default(),
         }
     }
@@ -168,8 +179,10 @@ pub struct StorageProvider {
     pub control_queue_batch_size: u32,
     #[serde(deserialize_with = "timespan")]
     pub max_queue_polling_interval: Duration,
-    /// How long a received control message stays hidden; a host that dies
-    /// holding it delays its instance by this much.
+    /// How long a received control message stays hidden (renewed while this
+    /// host holds it); a host that dies holding it delays its instance by
+    /// this much. 30 s here, not Durable Functions' 5 minutes, so that a
+    /// restarted or surviving host resumes within a minute.
     #[serde(deserialize_with = "timespan")]
     pub control_queue_visibility_timeout: Duration,
     /// Same for activity work items (renewed while the activity runs).
@@ -184,8 +197,8 @@ impl Default for StorageProvider {
             partition_count: 4,
             control_queue_batch_size: 32,
             max_queue_polling_interval: Duration::from_secs(30),
-            control_queue_visibility_timeout: Duration::from_secs(5 * 60),
-            work_item_queue_visibility_timeout: Duration::from_secs(5 * 60),
+            control_queue_visibility_timeout: Duration::from_secs(30),
+            work_item_queue_visibility_timeout: Duration::from_secs(30),
             connection_name: None,
         }
     }

@@ -1,123 +1,190 @@
-//! Activities: any host takes work items from the shared `{hub}-workitems`
-//! queue, runs the activity, and sends its result to the instance's control
-//! queue. At least once: a host that dies mid-activity leaves the work item
-//! to reappear; a duplicate result is dropped by its task-scheduled id.
+//! Activities: run on the host that owns their instance when it has a free
+//! slot (local dispatch: no queue message at all, the result goes straight
+//! to the instance's next episode), else through the shared
+//! `{hub}-workitems` queue, where any host takes them, several per queue
+//! message. At least once: a host that dies mid-activity leaves either the
+//! work item (it reappears) or the TaskScheduled record of a local task (the
+//! partition's next owner runs it again); a duplicate result is dropped by
+//! its task-scheduled id.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Trigger;
-use crate::runtime::durable::{HistoryEvent, TaskCompleted, TaskFailed};
-use crate::storage::QueueMessage;
+use crate::runtime::durable::{Failure, HistoryEvent, TaskCompleted, TaskFailed};
 
+use super::episode::failure;
+use super::holds::Held;
 use super::model::{ControlEvent, ControlMessage, WorkItem};
-use super::orchestrations::failure;
-use super::{Backoff, Engine};
+use super::partition::Work;
+use super::{Engine, Pacer};
 
-/// Take and run work items until the engine stops.
+/// Activity slots (maxConcurrentActivityFunctions), shared by local dispatch
+/// and the work-item queue.
+pub struct Pool {
+    slots: Arc<Semaphore>,
+    /// Work items received and waiting for a slot.
+    waiting: AtomicUsize,
+    freed: tokio::sync::Notify,
+}
+
+impl Pool {
+    pub fn new(slots: usize) -> Pool {
+        Pool {
+            slots: Arc::new(Semaphore::new(slots)),
+            waiting: AtomicUsize::new(0),
+            freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Up to `n` slots free right now.
+    pub fn try_reserve(&self, n: usize) -> Vec<OwnedSemaphorePermit> {
+        let mut permits = Vec::new();
+        while permits.len() < n {
+            match self.slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        permits
+    }
+
+    /// Activities running now (for stopping).
+    pub fn busy(&self, total: usize) -> usize {
+        total - self.slots.available_permits() + self.waiting.load(Ordering::Relaxed)
+    }
+}
+
+/// Run `item` here, in the slot `permit` holds.
+pub fn run_local(engine: &Arc<Engine>, item: WorkItem, permit: OwnedSemaphorePermit) {
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        let result = execute(&engine, &item).await;
+        drop(permit);
+        engine.activities.freed.notify_one();
+        deliver(&engine, &item, result, None).await;
+    });
+}
+
+/// Take work items from `{hub}-workitems` until the engine stops.
 pub async fn poll(engine: Arc<Engine>) {
     let queue = engine.hub.workitems_queue();
-    let slots = Arc::new(Semaphore::new(engine.config.max_activities));
-    let mut backoff = Backoff::new(engine.config.max_polling_interval);
-    let mut running = tokio::task::JoinSet::new();
-    while !engine.stopping() {
-        while running.try_join_next().is_some() {}
-        let free = slots.available_permits().min(32) as u32;
-        if free == 0 {
-            let _ = running.join_next().await;
+    let mut pacer = Pacer::new(engine.config.max_polling_interval);
+    let mut stop = engine.stop.subscribe();
+    let pool = &engine.activities;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let free = pool.slots.available_permits();
+        if free == 0 || pool.waiting.load(Ordering::Relaxed) > 0 {
+            tokio::select! {
+                _ = pool.freed.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = stop.changed() => return,
+            }
             continue;
         }
+        // One message holds up to WORK_PER_MESSAGE items: take what the free slots can run.
+        let want = free.div_ceil(super::outbox::WORK_PER_MESSAGE).clamp(1, 32) as u32;
         let received = engine
             .hub
             .storage
             .queues
-            .receive(&queue, free, engine.config.work_item_visibility)
+            .receive(&queue, want, engine.config.work_item_visibility)
             .await;
         let messages = match received {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!("reading {queue}: {e}");
-                backoff.wait(&engine.activity_waker).await;
+                pacer.empty();
+                if pacer.wait(&engine.activity_waker, None, &mut stop).await {
+                    return;
+                }
                 continue;
             }
         };
         if messages.is_empty() {
-            backoff.wait(&engine.activity_waker).await;
+            pacer.empty();
+            if pacer.wait(&engine.activity_waker, None, &mut stop).await {
+                return;
+            }
             continue;
         }
-        backoff.reset();
+        pacer.busy();
         for message in messages {
-            let permit = slots.clone().acquire_owned().await.expect("never closed");
-            let engine = engine.clone();
-            running.spawn(async move {
-                run(&engine, message).await;
-                drop(permit);
-            });
+            let items = match engine.hub.decode_work(&message.text).await {
+                Ok(items) if !items.is_empty() => items,
+                Ok(_) => continue,
+                Err(e) => {
+                    super::poison::unreadable(&engine, &queue, &message, &e).await;
+                    continue;
+                }
+            };
+            let Some(held) = engine
+                .holds
+                .hold(
+                    &queue,
+                    message,
+                    items.len(),
+                    engine.config.work_item_visibility,
+                    None,
+                )
+                .await
+            else {
+                continue;
+            };
+            for item in items {
+                pool.waiting.fetch_add(1, Ordering::Relaxed);
+                let (engine, held) = (engine.clone(), held.clone());
+                tokio::spawn(async move {
+                    let permit = engine
+                        .activities
+                        .slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("never closed");
+                    engine.activities.waiting.fetch_sub(1, Ordering::Relaxed);
+                    let result = execute(&engine, &item).await;
+                    drop(permit);
+                    engine.activities.freed.notify_one();
+                    deliver(&engine, &item, result, Some(held)).await;
+                });
+            }
         }
     }
-    // Let the activities in hand finish: their results are not lost.
-    while running.join_next().await.is_some() {}
 }
 
-async fn run(engine: &Arc<Engine>, message: QueueMessage) {
-    let queue = engine.hub.workitems_queue();
-    let item: WorkItem = match engine.hub.decode(&message.text).await {
-        Ok(i) => i,
-        Err(e) => {
-            super::partitions::poison(engine, &queue, &message, &e).await;
-            return;
+/// Run the activity, with the console's Executing/Executed lines.
+async fn execute(engine: &Arc<Engine>, item: &WorkItem) -> Result<Option<String>, Failure> {
+    // A folder being (re)loaded: give it a few seconds before failing the task.
+    let mut function = None;
+    for attempt in 0..5 {
+        function = engine
+            .catalog
+            .table()
+            .find(&item.name, |t| matches!(t, Trigger::Activity));
+        if function.is_some() {
+            break;
         }
-    };
-    let Some(function) = engine
-        .catalog
-        .table()
-        .find(&item.name, |t| matches!(t, Trigger::Activity))
-    else {
-        if message.dequeue_count < 5 {
+        if attempt == 0 {
             tracing::warn!(
-                "activity '{}' of '{}' is not loaded; retrying in 10 s",
+                "activity '{}' of '{}' is not loaded; waiting for it",
                 item.name,
                 item.instance_id
             );
-            let _ = engine
-                .hub
-                .storage
-                .queues
-                .set_visibility(&queue, &message, Duration::from_secs(10))
-                .await;
-            return;
         }
-        let f = failure(
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let Some(function) = function else {
+        return Err(failure(
             "FunctionNotFound",
             &format!("no activity function named '{}' is loaded", item.name),
-        );
-        finish(engine, &queue, Arc::new(Mutex::new(message)), &item, Err(f)).await;
-        return;
-    };
-
-    // Keep the work item hidden while the activity runs.
-    let held = Arc::new(Mutex::new(message));
-    let keeper = {
-        let (engine, held, queue) = (engine.clone(), held.clone(), queue.clone());
-        tokio::spawn(async move {
-            let period = engine.config.work_item_visibility / 2;
-            loop {
-                tokio::time::sleep(period).await;
-                let mut m = held.lock().await;
-                match engine
-                    .hub
-                    .storage
-                    .queues
-                    .set_visibility(&queue, &m, engine.config.work_item_visibility)
-                    .await
-                {
-                    Ok(updated) => *m = updated,
-                    Err(e) => tracing::debug!("extending work item {}: {e}", m.id),
-                }
-            }
-        })
+        ));
     };
     let invocation = crate::triggers::invocation(&function.name);
     crate::triggers::log_executing(&invocation, "(null)");
@@ -126,8 +193,7 @@ async fn run(engine: &Arc<Engine>, message: QueueMessage) {
         .runtime
         .invoke_activity(&function.component, &invocation, item.input.clone())
         .await;
-    keeper.abort();
-    let result = match result {
+    match result {
         Ok(Ok(output)) => {
             crate::triggers::log_executed(&invocation, None, started.elapsed());
             Ok(output)
@@ -141,17 +207,17 @@ async fn run(engine: &Arc<Engine>, message: QueueMessage) {
             crate::triggers::log_executed(&invocation, Some(&e), started.elapsed());
             Err(failure("FunctionFailed", &e.to_string()))
         }
-    };
-    finish(engine, &queue, held, &item, result).await;
+    }
 }
 
-/// Send the result to the orchestration, then delete the work item.
-async fn finish(
+/// Hand the result to the instance: in memory when this host owns its
+/// partition (the next episode checkpoints it, then `held` is settled), else
+/// as a control message (packed with others bound for that partition).
+async fn deliver(
     engine: &Arc<Engine>,
-    queue: &str,
-    held: Arc<Mutex<QueueMessage>>,
     item: &WorkItem,
-    result: Result<Option<String>, crate::runtime::durable::Failure>,
+    result: Result<Option<String>, Failure>,
+    held: Option<Arc<Held>>,
 ) {
     let event = match result {
         Ok(output) => HistoryEvent::TaskCompleted(TaskCompleted {
@@ -170,20 +236,38 @@ async fn finish(
         parent: None,
         id: None,
     };
-    match engine.hub.send_control(&message, Duration::ZERO).await {
-        Ok(partition) => engine.wake_partition(partition),
-        Err(e) => {
-            // Not deleted: the work item reappears and the activity runs again.
-            tracing::warn!(
-                "sending the result of activity '{}' to '{}': {e}",
-                item.name,
-                item.instance_id
-            );
-            return;
-        }
+    if let Some(part) = engine.owned(engine.hub.partition_of(&item.instance_id))
+        && part.is_active()
+    {
+        part.push(
+            engine,
+            &item.instance_id,
+            vec![Work::Message { message, held }],
+        );
+        return;
     }
-    let m = held.lock().await;
-    if let Err(e) = engine.hub.storage.queues.delete(queue, &m).await {
-        tracing::debug!("deleting work item {}: {e}", m.id);
+    let mut pause = Duration::from_millis(200);
+    for attempt in 1..=8 {
+        match super::outbox::send_control(engine, vec![message.clone()]).await {
+            Ok(()) => {
+                if let Some(held) = &held {
+                    engine.holds.settle(&engine.hub.storage, held).await;
+                }
+                return;
+            }
+            Err(e) if attempt == 8 => {
+                // The work item (if any) reappears and runs again; a local
+                // task is run again by the partition's owner.
+                tracing::warn!(
+                    "sending the result of activity '{}' to '{}': {e}",
+                    item.name,
+                    item.instance_id
+                );
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }

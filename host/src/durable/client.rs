@@ -19,6 +19,7 @@ use super::model::{
     ControlEvent, ControlMessage, InstanceRow, Record, RuntimeStatus, StoredRecord, WorkItem, iso,
     now_ms,
 };
+use super::outbox;
 
 /// Why a client operation did not happen; the management API maps these to status codes.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +45,7 @@ impl Engine {
     /// Start `orchestrator`; the instance id. A finished instance of the same
     /// id is replaced; a running one is a Conflict.
     pub async fn start_new(
-        &self,
+        self: &Arc<Self>,
         orchestrator: &str,
         instance_id: Option<String>,
         input: Option<String>,
@@ -77,54 +78,52 @@ impl Engine {
             )));
         }
         // A fresh id cannot exist yet: no need to read it (one storage call less).
-        if given
-            && let Some(existing) = instances::get(&self.hub, &id).await?
-            && !existing.status.is_terminal()
-        {
-            return Err(ClientError::Conflict(format!(
-                "an instance with id '{id}' is already {}",
-                existing.status.as_str()
-            )));
+        let mut replaced = None;
+        if given && let Some((existing, etag)) = instances::get_versioned(&self.hub, &id).await? {
+            if !existing.status.is_terminal() {
+                return Err(ClientError::Conflict(format!(
+                    "an instance with id '{id}' is already {}",
+                    existing.status.as_str()
+                )));
+            }
+            replaced = Some(etag);
         }
         let now = now_ms();
         let execution_id = uuid::Uuid::new_v4().simple().to_string();
-        // The row first: the instance is visible as soon as start answers.
-        instances::put(
+        let message = ControlMessage {
+            instance_id: id.clone(),
+            execution_id: Some(execution_id.clone()),
+            event: ControlEvent::Event(HistoryEvent::ExecutionStarted(ExecutionStarted {
+                name: orchestrator.to_string(),
+                input: input.clone(),
+                timestamp: now,
+            })),
+            parent: None,
+            id: Some(uuid::Uuid::new_v4().simple().to_string()),
+        };
+        // The start message first, then the Pending row: a crash between the
+        // two leaves an instance that runs (its first episode writes the row),
+        // never a Pending row without a start. The row goes in only where no
+        // newer one is (the instance may already have run), and before the
+        // 202, so the instance is visible as soon as start answers.
+        outbox::send_control(self, vec![message]).await?;
+        instances::put_pending(
             &self.hub,
             &InstanceRow {
                 instance_id: id.clone(),
                 name: orchestrator.to_string(),
-                execution_id: execution_id.clone(),
+                execution_id,
                 status: RuntimeStatus::Pending,
-                input: input.clone(),
+                input,
                 output: None,
                 custom_status: None,
                 created: now,
                 last_updated: now,
                 completed: None,
             },
+            replaced,
         )
         .await?;
-        let message = ControlMessage {
-            instance_id: id.clone(),
-            execution_id: Some(execution_id),
-            event: ControlEvent::Event(HistoryEvent::ExecutionStarted(ExecutionStarted {
-                name: orchestrator.to_string(),
-                input,
-                timestamp: now,
-            })),
-            parent: None,
-            id: Some(uuid::Uuid::new_v4().simple().to_string()),
-        };
-        let partition = match self.hub.send_control(&message, Duration::ZERO).await {
-            Ok(p) => p,
-            Err(e) => {
-                // Without its start message the Pending row would block the id for good.
-                let _ = instances::delete(&self.hub, &id).await;
-                return Err(e.into());
-            }
-        };
-        self.wake_partition(partition);
         Ok(id)
     }
 
@@ -137,7 +136,7 @@ impl Engine {
 
     /// Send a control message to a live instance (404 unknown, 410 finished).
     async fn send_to_live(
-        &self,
+        self: &Arc<Self>,
         instance_id: &str,
         event: ControlEvent,
     ) -> Result<(), ClientError> {
@@ -155,13 +154,12 @@ impl Engine {
             parent: None,
             id: Some(uuid::Uuid::new_v4().simple().to_string()),
         };
-        let partition = self.hub.send_control(&message, Duration::ZERO).await?;
-        self.wake_partition(partition);
+        outbox::send_control(self, vec![message]).await?;
         Ok(())
     }
 
     pub async fn raise_event(
-        &self,
+        self: &Arc<Self>,
         instance_id: &str,
         name: &str,
         data: Option<String>,
@@ -174,7 +172,7 @@ impl Engine {
     }
 
     pub async fn terminate(
-        &self,
+        self: &Arc<Self>,
         instance_id: &str,
         reason: Option<String>,
     ) -> Result<(), ClientError> {
@@ -183,7 +181,7 @@ impl Engine {
     }
 
     pub async fn suspend(
-        &self,
+        self: &Arc<Self>,
         instance_id: &str,
         reason: Option<String>,
     ) -> Result<(), ClientError> {
@@ -192,7 +190,7 @@ impl Engine {
     }
 
     pub async fn resume(
-        &self,
+        self: &Arc<Self>,
         instance_id: &str,
         reason: Option<String>,
     ) -> Result<(), ClientError> {
@@ -231,7 +229,7 @@ impl Engine {
     /// Resume a failed instance from its failure: its failed activities run
     /// again and the orchestrator replays up to them.
     pub async fn rewind(
-        &self,
+        self: &Arc<Self>,
         instance_id: &str,
         reason: Option<String>,
     ) -> Result<(), ClientError> {
@@ -306,15 +304,16 @@ impl Engine {
             },
         )
         .await?;
-        for item in retry {
-            self.hub.send_work(&item).await?;
-        }
-        self.wake_activities();
+        outbox::send_work(self, retry).await?;
         Ok(())
     }
 
     /// Restart a finished instance with its original input (a new id unless `same_id`).
-    pub async fn restart(&self, instance_id: &str, same_id: bool) -> Result<String, ClientError> {
+    pub async fn restart(
+        self: &Arc<Self>,
+        instance_id: &str,
+        same_id: bool,
+    ) -> Result<String, ClientError> {
         let row = self.instance(instance_id).await?;
         if same_id && !row.status.is_terminal() {
             return Err(ClientError::Conflict(format!(

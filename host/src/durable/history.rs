@@ -138,25 +138,8 @@ pub async fn append(
             history.next_seq
         };
         ops.push(guard(sentinel(next), &etag));
-        hub.storage.tables.batch(&table, ops).await?;
-        // Batches do not return ETags: read it back (one call), and make sure
-        // what we read is our own commit, not a writer that came right after.
-        let read = hub
-            .storage
-            .tables
-            .get(&table, instance_id, SENTINEL)
-            .await?
-            .ok_or_else(|| {
-                StorageError::Other(format!("history sentinel of {instance_id} vanished"))
-            })?;
-        let ours = read.str("NextSequence") == Some(next.to_string().as_str())
-            && read.str("ExecutionId") == Some(history.execution_id.as_str());
-        if !ours {
-            return Err(StorageError::Conflict(format!(
-                "history of {instance_id} changed right after our checkpoint"
-            )));
-        }
-        etag = read.etag;
+        // The sentinel is the batch's last write: its new ETag guards the next batch.
+        etag = hub.storage.tables.batch(&table, ops).await?.pop().flatten();
     }
     let etag = etag.ok_or_else(|| {
         StorageError::Other(format!("history sentinel of {instance_id} has no ETag"))

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::storage::{Entity, Storage, StorageError};
 
-use super::model::{ControlMessage, WorkItem};
+use super::model::{ControlMessage, ControlPayload, WorkItem, WorkPayload};
 
 /// Queue messages over 45 KB go to a blob (the queue limit is 64 KB, and
 /// base64 or escaping grows text).
@@ -56,6 +56,12 @@ impl Hub {
         format!("{}Instances", self.name)
     }
 
+    /// Partition ownership and the doorbell (DTFx's table partition manager
+    /// keeps its leases in a `{Hub}Partitions` table too).
+    pub fn partitions_table(&self) -> String {
+        format!("{}Partitions", self.name)
+    }
+
     pub fn leases_container(&self) -> String {
         format!("{}-leases", self.lower)
     }
@@ -78,6 +84,7 @@ impl Hub {
         s.queues.create_queue(&self.workitems_queue()).await?;
         s.tables.create_table(&self.history_table()).await?;
         s.tables.create_table(&self.instances_table()).await?;
+        s.tables.create_table(&self.partitions_table()).await?;
         s.blobs.create_container(&self.leases_container()).await?;
         s.blobs
             .create_container(&self.large_messages_container())
@@ -101,7 +108,9 @@ impl Hub {
         }
     }
 
-    /// Send a control message to the instance's partition, visible after `delay`.
+    /// Send one control message to the instance's partition, visible after
+    /// `delay` (timers). Messages without a delay go through the engine's
+    /// outbox, which packs them.
     pub async fn send_control(
         &self,
         message: &ControlMessage,
@@ -116,12 +125,75 @@ impl Hub {
         Ok(partition)
     }
 
-    pub async fn send_work(&self, item: &WorkItem) -> Result<(), StorageError> {
-        let text = self.encode(item, &item.instance_id).await?;
-        self.storage
-            .queues
-            .send(&self.workitems_queue(), &text, Duration::ZERO)
-            .await
+    /// Queue texts for `messages`, all bound for one control queue: packed
+    /// into as few queue messages as the size limit allows (a message too
+    /// large on its own goes to a blob).
+    pub async fn pack_control(
+        &self,
+        messages: Vec<ControlMessage>,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut texts = Vec::new();
+        let mut group: Vec<ControlMessage> = Vec::new();
+        let mut size = 0;
+        for m in messages {
+            let len = serde_json::to_string(&m).expect("messages serialize").len();
+            if len > MAX_MESSAGE {
+                let id = m.instance_id.clone();
+                texts.push(self.encode(&m, &id).await?);
+                continue;
+            }
+            if size + len + 16 > MAX_MESSAGE && !group.is_empty() {
+                texts.push(packed_control(std::mem::take(&mut group)));
+                size = 0;
+            }
+            size += len + 1;
+            group.push(m);
+        }
+        if !group.is_empty() {
+            texts.push(packed_control(group));
+        }
+        Ok(texts)
+    }
+
+    /// Queue texts for work items: at most `per_message` in each, within the size limit.
+    pub async fn pack_work(
+        &self,
+        items: Vec<WorkItem>,
+        per_message: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut texts = Vec::new();
+        let mut group: Vec<WorkItem> = Vec::new();
+        let mut size = 0;
+        for item in items {
+            let len = serde_json::to_string(&item)
+                .expect("work items serialize")
+                .len();
+            if len > MAX_MESSAGE {
+                let id = item.instance_id.clone();
+                texts.push(self.encode(&item, &id).await?);
+                continue;
+            }
+            if (size + len + 16 > MAX_MESSAGE || group.len() >= per_message) && !group.is_empty() {
+                texts.push(packed_work(std::mem::take(&mut group)));
+                size = 0;
+            }
+            size += len + 1;
+            group.push(item);
+        }
+        if !group.is_empty() {
+            texts.push(packed_work(group));
+        }
+        Ok(texts)
+    }
+
+    /// The messages of a control-queue message (one, or several packed).
+    pub async fn decode_control(&self, text: &str) -> Result<Vec<ControlMessage>, String> {
+        Ok(self.decode::<ControlPayload>(text).await?.into_messages())
+    }
+
+    /// The work items of a `{hub}-workitems` message.
+    pub async fn decode_work(&self, text: &str) -> Result<Vec<WorkItem>, String> {
+        Ok(self.decode::<WorkPayload>(text).await?.into_items())
     }
 
     async fn encode<T: Serialize>(
@@ -253,6 +325,20 @@ impl Hub {
         }
         Ok(())
     }
+}
+
+fn packed_control(mut messages: Vec<ControlMessage>) -> String {
+    if messages.len() == 1 {
+        return serde_json::to_string(&messages.pop()).expect("messages serialize");
+    }
+    serde_json::to_string(&ControlPayload::Packed { messages }).expect("messages serialize")
+}
+
+fn packed_work(mut items: Vec<WorkItem>) -> String {
+    if items.len() == 1 {
+        return serde_json::to_string(&items.pop()).expect("work items serialize");
+    }
+    serde_json::to_string(&WorkPayload::Packed { items }).expect("work items serialize")
 }
 
 /// Blob-name-safe form of an instance id: hex, so that two ids never share a

@@ -6,14 +6,115 @@ use crate::storage::{Entity, StorageError, TableOp};
 use super::hub::Hub;
 use super::model::{InstanceRow, RuntimeStatus, iso, parse_iso};
 
-/// Write the whole row (create, or reset for a restart).
+/// Write the whole row, unconditionally (repairs, tools).
 pub async fn put(hub: &Hub, row: &InstanceRow) -> Result<(), StorageError> {
-    let entity = to_entity(hub, row).await?;
+    let entity = to_entity(hub, row, None).await?;
     hub.storage
         .tables
         .execute(&hub.instances_table(), TableOp::Upsert(entity))
         .await?;
     Ok(())
+}
+
+/// How the owner of an instance writes its row.
+#[derive(Debug, Clone)]
+pub enum Guard {
+    /// The first write of this host: unconditional.
+    None,
+    /// Replace only the version this host wrote last (its ETag).
+    Etag(String),
+}
+
+/// Write the owner's view of the row, versioned by `sequence` (the history's
+/// next sequence number when it was taken). A row that someone else changed
+/// since our last write is replaced only if it is older than ours: a former
+/// owner that lost its partition never overwrites a newer status. The new
+/// ETag, or None when a newer row was kept.
+pub async fn write(
+    hub: &Hub,
+    row: &InstanceRow,
+    sequence: u64,
+    guard: Guard,
+) -> Result<Option<String>, StorageError> {
+    let table = hub.instances_table();
+    let entity = to_entity(hub, row, Some(sequence)).await?;
+    let op = match guard {
+        Guard::None => TableOp::Upsert(entity.clone()),
+        Guard::Etag(etag) => TableOp::Replace {
+            entity: entity.clone(),
+            etag,
+        },
+    };
+    match hub.storage.tables.execute(&table, op).await {
+        Ok(etag) => Ok(etag),
+        Err(StorageError::Conflict(_)) | Err(StorageError::NotFound(_)) => {
+            // Someone else wrote (or purged) it: look before replacing.
+            match hub.storage.tables.get(&table, &row.instance_id, "").await? {
+                Some(current)
+                    if current.str("ExecutionId") == Some(row.execution_id.as_str())
+                        && row_sequence(&current) > sequence =>
+                {
+                    Ok(None)
+                }
+                Some(current) => {
+                    let etag = current.etag.clone().unwrap_or_default();
+                    hub.storage
+                        .tables
+                        .execute(&table, TableOp::Replace { entity, etag })
+                        .await
+                }
+                None => {
+                    hub.storage
+                        .tables
+                        .execute(&table, TableOp::Insert(entity))
+                        .await
+                }
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The client's Pending row of a start: only if no row exists (`etag` None)
+/// or the row is still the finished one it read (`etag`). If the new
+/// execution already wrote its row, that row stays.
+pub async fn put_pending(
+    hub: &Hub,
+    row: &InstanceRow,
+    etag: Option<String>,
+) -> Result<(), StorageError> {
+    let entity = to_entity(hub, row, Some(0)).await?;
+    let op = match etag {
+        None => TableOp::Insert(entity),
+        Some(etag) => TableOp::Replace { entity, etag },
+    };
+    match hub.storage.tables.execute(&hub.instances_table(), op).await {
+        Ok(_) | Err(StorageError::Conflict(_)) | Err(StorageError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn row_sequence(e: &Entity) -> u64 {
+    e.str("Sequence").and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// The row and its ETag.
+pub async fn get_versioned(
+    hub: &Hub,
+    instance_id: &str,
+) -> Result<Option<(InstanceRow, String)>, StorageError> {
+    match hub
+        .storage
+        .tables
+        .get(&hub.instances_table(), instance_id, "")
+        .await?
+    {
+        Some(e) => {
+            let etag = e.etag.clone().unwrap_or_default();
+            Ok(Some((from_entity(hub, &e).await?, etag)))
+        }
+        None => Ok(None),
+    }
 }
 
 pub async fn get(hub: &Hub, instance_id: &str) -> Result<Option<InstanceRow>, StorageError> {
@@ -98,7 +199,35 @@ pub async fn query(
     Ok((rows, page.continuation))
 }
 
-async fn to_entity(hub: &Hub, row: &InstanceRow) -> Result<Entity, StorageError> {
+/// One page (up to 1,000) of the ids of instances matching `filter`,
+/// without fetching their payloads.
+pub async fn query_ids(
+    hub: &Hub,
+    filter: &Filter,
+    continuation: Option<&str>,
+) -> Result<(Vec<String>, Option<String>), StorageError> {
+    let odata = filter.odata();
+    let page = hub
+        .storage
+        .tables
+        .query(
+            &hub.instances_table(),
+            odata.as_deref(),
+            Some(1000),
+            continuation,
+        )
+        .await?;
+    Ok((
+        page.entities.into_iter().map(|e| e.partition_key).collect(),
+        page.continuation,
+    ))
+}
+
+async fn to_entity(
+    hub: &Hub,
+    row: &InstanceRow,
+    sequence: Option<u64>,
+) -> Result<Entity, StorageError> {
     let id = row.instance_id.as_str();
     let mut e = Entity::new(id, "")
         .with("Name", row.name.as_str())
@@ -108,6 +237,10 @@ async fn to_entity(hub: &Hub, row: &InstanceRow) -> Result<Entity, StorageError>
         .with("CreatedTime", iso(row.created))
         .with("LastUpdatedTime", iso(row.last_updated))
         .with("CompletedTime", row.completed.map(iso).unwrap_or_default());
+    if let Some(sequence) = sequence {
+        // A string: table integers are 32-bit unless annotated.
+        e = e.with("Sequence", sequence.to_string());
+    }
     hub.set_payload(&mut e, "Input", id, row.input.as_deref())
         .await?;
     hub.set_payload(&mut e, "Output", id, row.output.as_deref())

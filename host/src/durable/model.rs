@@ -201,6 +201,11 @@ pub struct StoredRecord {
     /// The id of the control message this record came from (events, suspend, resume).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// On task-scheduled: the activity runs on the host that owns the
+    /// instance (local dispatch), not through `{hub}-workitems`. A new owner
+    /// runs such tasks again if their result is not in the history.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local: bool,
 }
 
 impl StoredRecord {
@@ -210,6 +215,42 @@ impl StoredRecord {
             timestamp,
             parent: None,
             message_id: None,
+            local: false,
+        }
+    }
+}
+
+/// What a control-queue message holds: one message, or several bound for the
+/// same partition packed together (one storage call instead of many).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ControlPayload {
+    Packed { messages: Vec<ControlMessage> },
+    One(ControlMessage),
+}
+
+impl ControlPayload {
+    pub fn into_messages(self) -> Vec<ControlMessage> {
+        match self {
+            ControlPayload::Packed { messages } => messages,
+            ControlPayload::One(m) => vec![m],
+        }
+    }
+}
+
+/// What a `{hub}-workitems` message holds: one activity, or several packed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WorkPayload {
+    Packed { items: Vec<WorkItem> },
+    One(WorkItem),
+}
+
+impl WorkPayload {
+    pub fn into_items(self) -> Vec<WorkItem> {
+        match self {
+            WorkPayload::Packed { items } => items,
+            WorkPayload::One(i) => vec![i],
         }
     }
 }
@@ -227,6 +268,18 @@ pub struct InstanceRow {
     pub created: u64,
     pub last_updated: u64,
     pub completed: Option<u64>,
+}
+
+impl InstanceRow {
+    /// Whether a status reader would see a difference (LastUpdatedTime aside).
+    pub fn differs_from(&self, other: &InstanceRow) -> bool {
+        self.name != other.name
+            || self.execution_id != other.execution_id
+            || self.status != other.status
+            || self.input != other.input
+            || self.output != other.output
+            || self.custom_status != other.custom_status
+    }
 }
 
 #[cfg(test)]

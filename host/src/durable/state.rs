@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::runtime::durable::HistoryEvent;
+use crate::runtime::durable::{HistoryEvent, TaskScheduled};
 
 use super::history::History;
 use super::model::{Parent, Record, RuntimeStatus};
@@ -90,6 +90,46 @@ impl InstanceState {
             }
         }
         state
+    }
+
+    /// Activities the history says were dispatched locally (on the owner)
+    /// and have no result yet: the ones to run again after a takeover.
+    pub fn open_local_tasks(history: &History) -> Vec<TaskScheduled> {
+        let Some(state) = InstanceState::of(history) else {
+            return Vec::new();
+        };
+        if state.status.is_terminal() || state.status == RuntimeStatus::ContinuedAsNew {
+            return Vec::new();
+        }
+        history
+            .records
+            .iter()
+            .filter(|r| r.local)
+            .filter_map(|r| match &r.record {
+                Record::Event(HistoryEvent::TaskScheduled(t))
+                    if !state.completed.contains(&t.event_id) =>
+                {
+                    Some(t.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Fire times of the timers that have not fired yet.
+    pub fn open_timers(&self, history: &History) -> Vec<u64> {
+        history
+            .records
+            .iter()
+            .filter_map(|r| match &r.record {
+                Record::Event(HistoryEvent::TimerCreated(t))
+                    if !self.fired.contains(&t.event_id) =>
+                {
+                    Some(t.fire_at)
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether `event` is a result this history already has.

@@ -155,14 +155,12 @@ impl Component {
 /// One call into a guest, by trigger kind.
 enum Call {
     Http(HttpRequest),
-    Orchestrator(durable::OrchestratorRequest),
     Activity(Option<String>),
 }
 
 /// The guest's answer to a [`Call`] of the same kind.
 enum Reply {
     Http(HttpResponse),
-    Orchestrator(durable::OrchestratorResponse),
     Activity(Result<Option<String>, durable::Failure>),
 }
 
@@ -189,13 +187,70 @@ pub struct Runtime {
     config: RuntimeConfig,
     slots: Semaphore,
     durable: std::sync::OnceLock<SharedClient>,
+    /// Orchestrator instances kept alive between episodes (extended sessions).
+    sessions: Arc<std::sync::atomic::AtomicUsize>,
+    max_sessions: usize,
+}
+
+/// An orchestrator's wasm instance kept alive between the episodes of one
+/// orchestration (an extended session): the next episode passes only the new
+/// events instead of replaying the whole history. The engine keeps it with
+/// the instance's cached history and drops it when in doubt; a fresh
+/// instance then reaches the same state by replay.
+pub struct OrchestratorSession {
+    store: Unshared<Store<HostState>>,
+    guest: bindings::exports::fnhost::function::orchestrator::Guest,
+    /// The component it runs (a redeployed folder ends the session).
+    hash: String,
+    execution: String,
+    /// Guest history events it has processed.
+    events: usize,
+    alive: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A value only ever used through `&mut`: shareable between threads because
+/// a shared reference gives no access to it (what `std::sync::Exclusive`
+/// does). It lets a session's `Store`, which is `Send` but not `Sync`, sit in
+/// data that async code borrows across awaits.
+struct Unshared<T>(T);
+
+// SAFETY: `Unshared` exposes its value only through `&mut self`, so a `&Unshared`
+// on another thread can do nothing with it.
+unsafe impl<T: Send> Sync for Unshared<T> {}
+
+impl<T> Unshared<T> {
+    fn get(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+impl OrchestratorSession {
+    /// Whether it can continue `execution` of `component` whose history holds `events` guest events.
+    pub fn fits(&self, component: &Component, execution: &str, events: usize) -> bool {
+        self.hash == component.hash && self.execution == execution && self.events == events
+    }
+
+    /// It has now seen `events` guest events of `execution`.
+    pub fn seen(&mut self, execution: &str, events: usize) {
+        self.execution = execution.to_string();
+        self.events = events;
+    }
+}
+
+impl Drop for OrchestratorSession {
+    fn drop(&mut self) {
+        self.alive
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Runtime {
     /// Create the engine (pooling allocator, epoch interruption) and the linker.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Arc<Runtime>> {
         let mut pool = PoolingAllocationConfig::default();
-        let n = config.max_instances;
+        // Room for the invocations and for the sessions kept between them.
+        let max_sessions = (config.max_instances / 4).max(1);
+        let n = config.max_instances + max_sessions;
         // A Rust component holds a few core instances (the program plus small
         // shims), usually one memory and a few tables; room for 4x that each.
         pool.total_component_instances(n)
@@ -241,6 +296,8 @@ impl Runtime {
             linker,
             slots: Semaphore::new(config.max_instances as usize),
             durable: std::sync::OnceLock::new(),
+            sessions: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            max_sessions: max_sessions as usize,
             config,
         }))
     }
@@ -287,10 +344,7 @@ impl Runtime {
         invocation: &Invocation,
         request: HttpRequest,
     ) -> Result<HttpResponse, InvokeError> {
-        match self
-            .run(component, invocation, None, Call::Http(request))
-            .await?
-        {
+        match self.run(component, invocation, Call::Http(request)).await? {
             Reply::Http(r) => Ok(r),
             _ => unreachable!("an HTTP call answers with an HTTP reply"),
         }
@@ -299,24 +353,84 @@ impl Runtime {
     /// Run one episode of the orchestrator `invocation.function`, deterministically:
     /// the guest's clocks read `sandbox.now_ms`, its random numbers come from
     /// `sandbox.seed`, and it has no network and no durable client.
+    ///
+    /// With `session` (from the instance's previous episode, `request.continued`
+    /// set) the call goes to that live instance. With `keep`, the instance is
+    /// handed back for the next episode (None once too many are alive, or
+    /// after a failure).
     pub async fn invoke_orchestrator(
         &self,
         component: &Component,
         invocation: &Invocation,
         request: durable::OrchestratorRequest,
         sandbox: Sandbox,
-    ) -> Result<durable::OrchestratorResponse, InvokeError> {
-        match self
-            .run(
-                component,
-                invocation,
-                Some(sandbox),
-                Call::Orchestrator(request),
-            )
-            .await?
-        {
-            Reply::Orchestrator(r) => Ok(r),
-            _ => unreachable!("an orchestrator call answers with an orchestrator reply"),
+        session: Option<OrchestratorSession>,
+        keep: bool,
+    ) -> (
+        Result<durable::OrchestratorResponse, InvokeError>,
+        Option<OrchestratorSession>,
+    ) {
+        use std::sync::atomic::Ordering;
+        if component.orchestrator.is_err() {
+            return (Err(InvokeError::NotExported(ORCHESTRATOR_INTERFACE)), None);
+        }
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let deadline = Instant::now() + self.config.function_timeout;
+        let mut session = match session {
+            Some(mut s) => {
+                let store = s.store.get();
+                store.data_mut().deadline = deadline;
+                store.data().set_clock(sandbox.now_ms);
+                s
+            }
+            None => {
+                let mut store = self.new_store(invocation, Some(sandbox), deadline);
+                let guest = async {
+                    let instance = component.pre.instantiate_async(&mut store).await?;
+                    component
+                        .orchestrator
+                        .as_ref()
+                        .expect("checked above")
+                        .load(&mut store, &instance)
+                }
+                .await;
+                let guest = match guest {
+                    Ok(g) => g,
+                    Err(e) => return (Err(self.classify(&store, e)), None),
+                };
+                self.sessions.fetch_add(1, Ordering::Relaxed);
+                OrchestratorSession {
+                    store: Unshared(store),
+                    guest,
+                    hash: component.hash.clone(),
+                    execution: String::new(),
+                    events: 0,
+                    alive: self.sessions.clone(),
+                }
+            }
+        };
+        let name = &*invocation.function;
+        let guest = session.guest.clone();
+        let result = guest.call_run(session.store.get(), name, &request).await;
+        match result {
+            Ok(response) => {
+                let finished = response.actions.iter().any(|a| {
+                    matches!(
+                        a,
+                        durable::Action::Complete(_) | durable::Action::ContinueAsNew(_)
+                    )
+                });
+                let kept = (keep
+                    && !finished
+                    && self.sessions.load(Ordering::Relaxed) <= self.max_sessions)
+                    .then_some(session);
+                (Ok(response), kept)
+            }
+            Err(e) => (Err(self.classify(session.store.get(), e)), None),
         }
     }
 
@@ -328,7 +442,7 @@ impl Runtime {
         input: Option<String>,
     ) -> Result<Result<Option<String>, durable::Failure>, InvokeError> {
         match self
-            .run(component, invocation, None, Call::Activity(input))
+            .run(component, invocation, Call::Activity(input))
             .await?
         {
             Reply::Activity(r) => Ok(r),
@@ -347,16 +461,10 @@ impl Runtime {
         &self,
         component: &Component,
         invocation: &Invocation,
-        sandbox: Option<Sandbox>,
         call: Call,
     ) -> Result<Reply, InvokeError> {
         let missing = match &call {
             Call::Http(_) => component.http.as_ref().err().map(|_| HTTP_INTERFACE),
-            Call::Orchestrator(_) => component
-                .orchestrator
-                .as_ref()
-                .err()
-                .map(|_| ORCHESTRATOR_INTERFACE),
             Call::Activity(_) => component
                 .activity
                 .as_ref()
@@ -373,29 +481,7 @@ impl Runtime {
             .await
             .expect("the semaphore is never closed");
         let deadline = Instant::now() + self.config.function_timeout;
-        let durable = if sandbox.is_some() {
-            None
-        } else {
-            self.durable.get().cloned()
-        };
-        let state = HostState::new(
-            invocation,
-            &self.config.env,
-            self.config.max_memory_bytes,
-            durable,
-            sandbox,
-        );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| s);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |mut ctx| {
-            if Instant::now() >= deadline {
-                ctx.data_mut().timed_out = true;
-                wasmtime::bail!("functionTimeout reached");
-            }
-            // Yield every tick so that a busy guest shares the thread fairly.
-            Ok(UpdateDeadline::Yield(1))
-        });
+        let mut store = self.new_store(invocation, None, deadline);
         let result = async {
             let instance = component.pre.instantiate_async(&mut store).await?;
             let name = &*invocation.function;
@@ -407,14 +493,6 @@ impl Runtime {
                         .expect("checked above")
                         .load(&mut store, &instance)?;
                     Reply::Http(guest.call_handle(&mut store, name, &request).await?)
-                }
-                Call::Orchestrator(request) => {
-                    let guest = component
-                        .orchestrator
-                        .as_ref()
-                        .expect("checked above")
-                        .load(&mut store, &instance)?;
-                    Reply::Orchestrator(guest.call_run(&mut store, name, &request).await?)
                 }
                 Call::Activity(input) => {
                     let guest = component
@@ -428,6 +506,40 @@ impl Runtime {
         }
         .await;
         result.map_err(|e| self.classify(&store, e))
+    }
+
+    /// A fresh store with the limits, the deadline and (for orchestrators) the sandbox.
+    fn new_store(
+        &self,
+        invocation: &Invocation,
+        sandbox: Option<Sandbox>,
+        deadline: Instant,
+    ) -> Store<HostState> {
+        let durable = if sandbox.is_some() {
+            None
+        } else {
+            self.durable.get().cloned()
+        };
+        let state = HostState::new(
+            invocation,
+            &self.config.env,
+            self.config.max_memory_bytes,
+            durable,
+            sandbox,
+            deadline,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| s);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                ctx.data_mut().timed_out = true;
+                wasmtime::bail!("functionTimeout reached");
+            }
+            // Yield every tick so that a busy guest shares the thread fairly.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
     }
 
     fn classify(&self, store: &Store<HostState>, error: wasmtime::Error) -> InvokeError {

@@ -4,6 +4,10 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
@@ -24,6 +28,10 @@ pub struct HostState {
     pub(super) memory_exhausted: bool,
     /// The durable engine, when storage is configured.
     pub(super) durable: Option<super::SharedClient>,
+    /// When the current call must end (functionTimeout).
+    pub(super) deadline: Instant,
+    /// An orchestrator's clock (ms since the epoch), set before each episode.
+    pub(super) clock: Option<Arc<AtomicU64>>,
 }
 
 impl HostState {
@@ -33,6 +41,7 @@ impl HostState {
         max_memory_bytes: usize,
         durable: Option<super::SharedClient>,
         sandbox: Option<Sandbox>,
+        deadline: Instant,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.envs(env)
@@ -41,11 +50,14 @@ impl HostState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        let mut clock = None;
         if let Some(sandbox) = sandbox {
             // Replay must see the same world every time: the orchestration's
             // clock, and random numbers from a seed fixed per instance.
-            wasi.wall_clock(FixedClock(sandbox.now_ms))
-                .monotonic_clock(FixedClock(sandbox.now_ms))
+            let now = Arc::new(AtomicU64::new(sandbox.now_ms));
+            clock = Some(now.clone());
+            wasi.wall_clock(FixedClock(now.clone()))
+                .monotonic_clock(FixedClock(now))
                 .secure_random(StdRng::seed_from_u64(sandbox.seed))
                 .insecure_random(StdRng::seed_from_u64(sandbox.seed.rotate_left(17)))
                 .insecure_random_seed(u128::from(sandbox.seed));
@@ -59,6 +71,15 @@ impl HostState {
             timed_out: false,
             memory_exhausted: false,
             durable,
+            deadline,
+            clock,
+        }
+    }
+
+    /// Set the orchestration's clock for the next episode of a session.
+    pub(super) fn set_clock(&self, now_ms: u64) {
+        if let Some(clock) = &self.clock {
+            clock.store(now_ms, Ordering::Relaxed);
         }
     }
 }
@@ -131,7 +152,7 @@ impl LogHost for HostState {
 }
 
 /// A clock stopped at the orchestration's current time.
-struct FixedClock(u64);
+struct FixedClock(Arc<AtomicU64>);
 
 impl HostWallClock for FixedClock {
     fn resolution(&self) -> std::time::Duration {
@@ -139,7 +160,7 @@ impl HostWallClock for FixedClock {
     }
 
     fn now(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.0)
+        std::time::Duration::from_millis(self.0.load(Ordering::Relaxed))
     }
 }
 
@@ -149,6 +170,6 @@ impl HostMonotonicClock for FixedClock {
     }
 
     fn now(&self) -> u64 {
-        self.0.saturating_mul(1_000_000)
+        self.0.load(Ordering::Relaxed).saturating_mul(1_000_000)
     }
 }

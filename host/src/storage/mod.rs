@@ -170,7 +170,9 @@ pub trait Tables: Send + Sync {
     /// Up to 100 writes to one partition, all or nothing (an entity group
     /// transaction). Conflict if any ETag check or insert fails (nothing is
     /// written then); Other for more than 100 ops or mixed partitions.
-    async fn batch(&self, table: &str, ops: Vec<TableOp>) -> Result<()>;
+    /// The new ETag of each write, in order (None for deletes), so that a
+    /// caller never reads back what it just wrote.
+    async fn batch(&self, table: &str, ops: Vec<TableOp>) -> Result<Vec<Option<String>>>;
 }
 
 /// Azure Storage blobs (block blobs) and their leases.

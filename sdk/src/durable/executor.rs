@@ -13,12 +13,32 @@ use crate::bindings::fnhost::function::durable_types::{
 /// What the `#[orchestrator]` wrapper returns: the output JSON, or why it failed.
 pub type OrchestratorFuture = Pin<Box<dyn Future<Output = Result<Option<String>, Failure>>>>;
 
+/// The orchestration this wasm instance keeps between episodes (an extended
+/// session): the host calls again with `continued` and only the new events.
+struct Session {
+    function: String,
+    instance_id: String,
+    ctx: OrchestrationContext,
+    future: OrchestratorFuture,
+}
+
+thread_local! {
+    static SESSION: std::cell::RefCell<Option<Session>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The failure type that tells the host a continued session is not here: it
+/// then replays the full history instead.
+pub const SESSION_LOST: &str = "SessionLost";
+
 /// Run one episode of the orchestrator `function`: replay `request.past ++ request.new`
 /// and return the new actions, ending with `complete`/`continue-as-new` if it finished.
 ///
 /// `handler` is called once, at the execution-started event, with the context. After
 /// each history event the orchestrator is polled once; only history events make
 /// progress, so the same history always gives the same actions.
+///
+/// A `continued` request goes on from where the previous episode of this instance
+/// stopped, applying only `request.new`: the same state a full replay reaches.
 pub fn run_orchestrator<F, Fut>(
     function: &str,
     handler: F,
@@ -26,18 +46,38 @@ pub fn run_orchestrator<F, Fut>(
 ) -> OrchestratorResponse
 where
     F: FnOnce(OrchestrationContext) -> Fut,
-    Fut: Future<Output = Result<Option<String>, Failure>>,
+    Fut: Future<Output = Result<Option<String>, Failure>> + 'static,
 {
     let OrchestratorRequest {
         instance_id,
         past,
         new,
+        continued,
     } = request;
+    let kept = SESSION.with(|s| s.borrow_mut().take());
+    if continued {
+        return match kept {
+            Some(session) if session.function == function && session.instance_id == instance_id => {
+                continue_session(session, new)
+            }
+            _ => OrchestratorResponse {
+                actions: vec![Action::Complete(Err(Failure {
+                    error_type: SESSION_LOST.into(),
+                    message: format!(
+                        "this instance holds no session of '{function}' for '{instance_id}'"
+                    ),
+                    details: None,
+                }))],
+                custom_status: None,
+            },
+        };
+    }
+    drop(kept);
     let replayed = past.len();
     let history: Vec<HistoryEvent> = past.into_iter().chain(new).collect();
     let ctx = OrchestrationContext::new(State::new(function, &instance_id, &history));
     let mut handler = Some(handler);
-    let mut future = None;
+    let mut future: Option<OrchestratorFuture> = None;
     let mut output = None;
     let mut cx = Context::from_waker(Waker::noop());
     for (i, event) in history.into_iter().enumerate() {
@@ -55,22 +95,72 @@ where
             break;
         }
     }
-    // Dropping the orchestrator drops its pending waits, which update the state: no
-    // borrow may be held meanwhile.
-    drop(future);
-    let mut state = ctx.state();
     if handler.is_some() {
         let message = format!(
             "the history of instance '{instance_id}' has no execution-started event: the host \
              must put one (with the input) in the first episode's new events"
         );
-        state.fail(Failure {
+        ctx.state().fail(Failure {
             error_type: "InvalidHistory".into(),
             message,
             details: None,
         });
     }
-    finish(&mut state, output)
+    let response = finish(&mut ctx.state(), output);
+    keep_or_drop(function, &instance_id, ctx, future, &response);
+    response
+}
+
+/// The next episode of a kept session: apply the new events only.
+fn continue_session(session: Session, new: Vec<HistoryEvent>) -> OrchestratorResponse {
+    let Session {
+        function,
+        instance_id,
+        ctx,
+        mut future,
+    } = session;
+    let mut output = None;
+    let mut cx = Context::from_waker(Waker::noop());
+    for event in new {
+        if ctx.state().failure.is_some() {
+            break;
+        }
+        apply(&mut ctx.state(), event, false);
+        if let Poll::Ready(result) = future.as_mut().poll(&mut cx) {
+            output = Some(result);
+            break;
+        }
+    }
+    let response = finish(&mut ctx.state(), output);
+    keep_or_drop(&function, &instance_id, ctx, Some(future), &response);
+    response
+}
+
+/// Keep the orchestration for its next episode unless it finished.
+fn keep_or_drop(
+    function: &str,
+    instance_id: &str,
+    ctx: OrchestrationContext,
+    future: Option<OrchestratorFuture>,
+    response: &OrchestratorResponse,
+) {
+    let finished = response
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Complete(_) | Action::ContinueAsNew(_)));
+    match future {
+        Some(future) if !finished => SESSION.with(|s| {
+            *s.borrow_mut() = Some(Session {
+                function: function.to_owned(),
+                instance_id: instance_id.to_owned(),
+                ctx,
+                future,
+            })
+        }),
+        // Dropping the orchestrator drops its pending waits, which update the
+        // state: no borrow may be held meanwhile.
+        other => drop(other),
+    }
 }
 
 /// Apply one history event; true for execution-started (the orchestrator starts there).

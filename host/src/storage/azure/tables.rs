@@ -241,9 +241,9 @@ impl Tables for AzureTables {
             .map_err(|e| self.error(e, what.clone()))
     }
 
-    async fn batch(&self, table: &str, ops: Vec<TableOp>) -> Result<()> {
+    async fn batch(&self, table: &str, ops: Vec<TableOp>) -> Result<Vec<Option<String>>> {
         let Some(first) = ops.first() else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let partition_key = keys(first).0.to_string();
         let what = format!(
@@ -299,7 +299,12 @@ impl Tables for AzureTables {
                 response.operation_responses.len()
             )));
         }
-        Ok(())
+        // Each changeset response carries the new ETag of its entity (none for deletes).
+        Ok(response
+            .operation_responses
+            .into_iter()
+            .map(|r| r.etag.map(|t| t.to_string()))
+            .collect())
     }
 }
 

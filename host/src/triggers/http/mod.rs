@@ -409,6 +409,7 @@ impl HttpTrigger {
                 "fnhost_partitions_owned {}",
                 engine.owned_partitions().len()
             );
+            out.push_str(&engine.stats.prometheus());
         }
         let mut r = Response::new(Full::new(Bytes::from(out)));
         r.headers_mut().insert(

@@ -118,6 +118,7 @@ fn run(
         panic!("run takes an orchestrator registration");
     };
     let request = OrchestratorRequest {
+        continued: false,
         instance_id: INSTANCE.into(),
         past,
         new,

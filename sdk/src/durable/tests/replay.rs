@@ -268,6 +268,7 @@ fn outputs_and_errors_of_any_shape_complete_the_instance() {
 #[test]
 fn an_unknown_orchestrator_is_reported_by_name() {
     let request = OrchestratorRequest {
+        continued: false,
         instance_id: INSTANCE.into(),
         past: vec![],
         new: vec![os(T0), started(None)],

@@ -1,0 +1,989 @@
+//! One orchestration episode: take an instance's new work, replay (or, with
+//! an extended session, continue) the orchestrator in the guest, and
+//! checkpoint in DESIGN.md's order: outbound messages, the history
+//! (ETag-checked), the Instances row, and only then are the inbound messages
+//! settled. Activities the episode schedules run on this host right after the
+//! checkpoint while it has free activity slots (local dispatch); the rest go
+//! to `{hub}-workitems` for any host.
+//!
+//! Status rows: a final status is written before the messages that caused it
+//! are settled; other visible changes (Pending to Running, custom status) are
+//! written within a second, so a short orchestration writes its row once.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::Digest;
+
+use crate::config::Trigger;
+use crate::runtime::Sandbox;
+use crate::runtime::durable::{
+    Action, ExecutionStarted, Failure, HistoryEvent, OrchestratorRequest, TaskCompleted,
+    TaskFailed, TimerFired,
+};
+use crate::storage::StorageError;
+
+use super::Engine;
+use super::history::{self, History};
+use super::hub::MAX_DELAY;
+use super::instances::{self, Guard};
+use super::model::{
+    ControlEvent, ControlMessage, InstanceRow, Parent, Record, RuntimeStatus, StoredRecord,
+    WorkItem, now_ms,
+};
+use super::partition::{Cached, Partition, Work};
+use super::state::InstanceState;
+
+/// How long a non-final status change may wait for the next one.
+const ROW_DELAY: Duration = Duration::from_secs(1);
+
+/// How an episode ended.
+pub enum Outcome {
+    /// Done (checkpointed, or nothing to do): settle the works' messages.
+    Done,
+    /// Keep the works and try again after the delay.
+    Retry(Duration),
+}
+
+/// One episode, replayed once more if another writer checkpointed first.
+pub async fn run(
+    engine: &Arc<Engine>,
+    part: &Arc<Partition>,
+    id: &str,
+    works: &[Work],
+    cache: &mut Option<Cached>,
+    tries: u32,
+) -> Result<Outcome, StorageError> {
+    match attempt(engine, part, id, works, cache, tries).await {
+        Err(StorageError::Conflict(_)) => {
+            tracing::debug!("orchestration '{id}': history changed under us; replaying again");
+            *cache = None;
+            attempt(engine, part, id, works, cache, tries).await
+        }
+        other => other,
+    }
+}
+
+/// What the episode will send before its checkpoint, and run after it.
+#[derive(Default)]
+struct Effects {
+    /// Control messages without delay (packed by the outbox).
+    control: Vec<ControlMessage>,
+    /// Timers and re-armed timers: (message, delay).
+    delayed: Vec<(ControlMessage, Duration)>,
+    /// Activities to schedule.
+    work: Vec<WorkItem>,
+}
+
+async fn attempt(
+    engine: &Arc<Engine>,
+    part: &Arc<Partition>,
+    id: &str,
+    works: &[Work],
+    cache: &mut Option<Cached>,
+    tries: u32,
+) -> Result<Outcome, StorageError> {
+    let hub = &engine.hub;
+    let now = now_ms();
+    let fresh = cache.is_none();
+    if fresh && let Some(history) = history::load(hub, id).await? {
+        *cache = Some(Cached {
+            history,
+            row: None,
+            dirty: None,
+            session: None,
+            last_used: Instant::now(),
+        });
+    }
+    let messages: Vec<&ControlMessage> = works
+        .iter()
+        .filter_map(|w| match w {
+            Work::Message { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    let recover = fresh || works.iter().any(|w| matches!(w, Work::Recover));
+    let state = cache.as_ref().and_then(|c| InstanceState::of(&c.history));
+    if recover && let (Some(c), Some(s)) = (cache.as_ref(), state.as_ref()) {
+        for fire_at in s.open_timers(&c.history) {
+            part.due_at(instant_of(fire_at));
+        }
+    }
+    if messages.is_empty() {
+        if recover {
+            redispatch(engine, part, id, cache.as_ref(), &HashSet::new()).await?;
+        }
+        flush_row(engine, part, id, cache).await?;
+        return Ok(Outcome::Done);
+    }
+
+    // A start message begins a new execution when there is none yet, or the
+    // previous one finished (a restart) or continued as new.
+    let start = messages.iter().find_map(|m| match &m.event {
+        ControlEvent::Event(HistoryEvent::ExecutionStarted(e)) => Some((*m, e.clone())),
+        _ => None,
+    });
+    let current_execution = cache.as_ref().map(|c| c.history.execution_id.clone());
+    let starting = match (&start, &state) {
+        (Some((m, _)), None) => m.execution_id.clone(),
+        (Some((m, _)), Some(s))
+            if (s.status.is_terminal() || s.status == RuntimeStatus::ContinuedAsNew)
+                && m.execution_id != current_execution =>
+        {
+            m.execution_id.clone()
+        }
+        _ => None,
+    };
+
+    let Some(execution_id) = starting.clone().or(current_execution) else {
+        // Messages for an instance that has not started: its start message may
+        // still be on its way. Give up after 5 tries.
+        if tries < 5 || instances::get(hub, id).await?.is_some() {
+            return Ok(Outcome::Retry(Duration::from_secs(if tries < 5 {
+                2
+            } else {
+                10
+            })));
+        }
+        tracing::warn!(
+            "orchestration '{id}': dropping {} message(s) for an instance that does not exist",
+            messages.len()
+        );
+        return Ok(Outcome::Done);
+    };
+    let mut status = match (&starting, &state) {
+        (Some(_), _) | (None, None) => RuntimeStatus::Running,
+        (None, Some(s)) => s.status,
+    };
+    if starting.is_none() && status == RuntimeStatus::ContinuedAsNew {
+        // The next execution's start message is on its way: events wait for it.
+        return Ok(Outcome::Retry(Duration::from_secs(1)));
+    }
+    if starting.is_none() && status.is_terminal() {
+        tracing::debug!(
+            "orchestration '{id}': ignoring {} message(s) after it finished",
+            messages.len()
+        );
+        if let (Some(c), Some(s)) = (cache.as_ref(), &state)
+            && !repair_row(engine, id, &c.history, s).await?
+        {
+            // The row names a newer execution (a restart): its start is coming.
+            return Ok(Outcome::Retry(Duration::from_secs(2)));
+        }
+        *cache = None;
+        return Ok(Outcome::Done);
+    }
+
+    let mut new: Vec<StoredRecord> = vec![StoredRecord::new(
+        Record::Event(HistoryEvent::OrchestratorStarted(now)),
+        now,
+    )];
+    let mut effects = Effects::default();
+    // Task and timer results, and message ids, already taken in this batch.
+    let mut batch_results: HashSet<(bool, u32)> = HashSet::new();
+    let mut batch_messages: HashSet<String> = HashSet::new();
+    let mut parent = state
+        .as_ref()
+        .filter(|_| starting.is_none())
+        .and_then(|s| s.parent.clone());
+    let mut name = state.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+    let mut input = state.as_ref().and_then(|s| s.input.clone());
+    let mut created = state.as_ref().map_or(now, |s| s.created);
+    let mut terminated: Option<Option<String>> = None;
+    let blank = InstanceState {
+        name: String::new(),
+        input: None,
+        created: now,
+        status,
+        parent: None,
+        completed: Default::default(),
+        fired: Default::default(),
+        output: None,
+        completed_at: None,
+        messages: Default::default(),
+    };
+    let seen = state
+        .as_ref()
+        .filter(|_| starting.is_none())
+        .unwrap_or(&blank);
+    // Results of tasks that ran here: no longer in flight once checkpointed.
+    let mut consumed_local: Vec<u32> = Vec::new();
+
+    for c in &messages {
+        let for_us =
+            c.execution_id.is_none() || c.execution_id.as_deref() == Some(execution_id.as_str());
+        // An event or operation already recorded (redelivered after a crash) is skipped.
+        if let Some(mid) = &c.id
+            && (seen.messages.contains(mid) || !batch_messages.insert(mid.clone()))
+        {
+            continue;
+        }
+        let record = |record: Record| StoredRecord {
+            message_id: c.id.clone(),
+            ..StoredRecord::new(record, now)
+        };
+        match &c.event {
+            ControlEvent::Event(HistoryEvent::ExecutionStarted(e)) => {
+                if starting.is_some() && c.execution_id.as_deref() == Some(execution_id.as_str()) {
+                    name = e.name.clone();
+                    input = e.input.clone();
+                    created = e.timestamp;
+                    parent = c.parent.clone();
+                    let mut record = StoredRecord::new(
+                        Record::Event(HistoryEvent::ExecutionStarted(e.clone())),
+                        now,
+                    );
+                    record.parent = c.parent.clone();
+                    new.push(record);
+                }
+            }
+            ControlEvent::Event(HistoryEvent::TimerFired(t)) if t.fire_at > now + 1000 => {
+                // A long timer arrives in steps of at most 6 days: re-arm it.
+                if for_us {
+                    let left = Duration::from_millis(t.fire_at - now).min(MAX_DELAY);
+                    effects.delayed.push(((*c).clone(), left));
+                }
+            }
+            ControlEvent::Event(event) => {
+                let key = result_id(event);
+                let repeated = key.is_some_and(|key| !batch_results.insert(key));
+                if for_us && !seen.is_duplicate(event) && !repeated {
+                    if let Some((false, task)) = key {
+                        consumed_local.push(task);
+                    }
+                    new.push(record(Record::Event(event.clone())));
+                }
+            }
+            ControlEvent::Terminate { reason } => terminated = Some(reason.clone()),
+            ControlEvent::Suspend { .. } if status == RuntimeStatus::Running => {
+                status = RuntimeStatus::Suspended;
+                new.push(record(Record::Event(HistoryEvent::ExecutionSuspended)));
+            }
+            ControlEvent::Resume { .. } if status == RuntimeStatus::Suspended => {
+                status = RuntimeStatus::Running;
+                new.push(record(Record::Event(HistoryEvent::ExecutionResumed)));
+            }
+            ControlEvent::Suspend { .. } | ControlEvent::Resume { .. } => {}
+        }
+    }
+
+    // Nothing new (duplicates, stale timers): no episode, just settle the messages.
+    if new.len() == 1 && terminated.is_none() && starting.is_none() {
+        send_effects(engine, effects).await?;
+        if recover {
+            redispatch(engine, part, id, cache.as_ref(), &HashSet::new()).await?;
+        }
+        flush_row(engine, part, id, cache).await?;
+        return Ok(Outcome::Done);
+    }
+
+    // From here the cached state is this episode's: it goes back once checkpointed.
+    let (mut history, mut session, known_row, known_dirty) = match cache.take() {
+        Some(c) if starting.is_some() => {
+            // A new execution: the old one's records stay behind; its session ends.
+            let fresh = History {
+                execution_id: c.history.execution_id,
+                records: Vec::new(),
+                etag: c.history.etag,
+                first_seq: c.history.first_seq,
+                next_seq: c.history.next_seq,
+            };
+            (fresh, None, c.row, c.dirty)
+        }
+        Some(c) => (c.history, c.session, c.row, c.dirty),
+        None => (History::default(), None, None, None),
+    };
+    let flush = works.iter().any(|w| matches!(w, Work::FlushRow));
+    let mut past_len = 0;
+    let mut output: Option<String> = None;
+    let mut custom_status: Option<Option<String>> = None;
+    let mut continue_as_new: Option<Option<String>> = None;
+    if let Some(reason) = terminated {
+        session = None;
+        status = RuntimeStatus::Terminated;
+        output = Some(
+            serde_json::to_string(&reason.clone().unwrap_or_default()).expect("strings serialize"),
+        );
+        new.push(StoredRecord::new(
+            Record::ExecutionTerminated {
+                reason: reason.clone(),
+            },
+            now,
+        ));
+        if let Some(p) = &parent {
+            effects.control.push(notify_parent(
+                p,
+                Err(failure(
+                    "Terminated",
+                    &format!(
+                        "sub-orchestration '{id}' was terminated: {}",
+                        reason.unwrap_or_default()
+                    ),
+                )),
+            ));
+        }
+    } else if status == RuntimeStatus::Running {
+        let function = engine
+            .catalog
+            .table()
+            .find(&name, |t| matches!(t, Trigger::Orchestration));
+        let response = match function {
+            None if tries < 5 => {
+                tracing::warn!(
+                    "orchestration '{id}': no orchestrator function '{name}' is loaded; retrying in 10 s"
+                );
+                return Ok(Outcome::Retry(Duration::from_secs(10)));
+            }
+            None => Err(failure(
+                "FunctionNotFound",
+                &format!("no orchestrator function named '{name}' is loaded"),
+            )),
+            Some(function) => {
+                // A session continues only from the exact history it has seen.
+                past_len = history
+                    .records
+                    .iter()
+                    .filter(|r| matches!(r.record, Record::Event(_)))
+                    .count();
+                session = session.filter(|s| s.fits(&function.component, &execution_id, past_len));
+                let past = if session.is_some() {
+                    Vec::new()
+                } else {
+                    guest_events(&history.records)
+                };
+                let new_events = guest_events(&new);
+                let invocation = crate::triggers::invocation(&function.name);
+                crate::triggers::log_executing(&invocation, "(null)");
+                let started = Instant::now();
+                let sandbox = Sandbox {
+                    now_ms: now,
+                    seed: u64::from(super::hub::fnv1a(id.as_bytes())) << 32
+                        | u64::from(super::hub::fnv1a(execution_id.as_bytes())),
+                };
+                let mut attempt = 0;
+                let (response, kept) = loop {
+                    let continued = session.is_some();
+                    let request = OrchestratorRequest {
+                        instance_id: id.to_string(),
+                        past: if continued { Vec::new() } else { past.clone() },
+                        new: new_events.clone(),
+                        continued,
+                    };
+                    let (response, kept) = engine
+                        .runtime
+                        .invoke_orchestrator(
+                            &function.component,
+                            &invocation,
+                            request,
+                            sandbox,
+                            session.take(),
+                            engine.config.extended_sessions,
+                        )
+                        .await;
+                    attempt += 1;
+                    // A session the guest no longer has: replay in full instead.
+                    if continued && attempt == 1 && session_lost(&response) {
+                        continue;
+                    }
+                    let counter = if continued {
+                        &engine.stats.continued_episodes
+                    } else {
+                        &engine.stats.replayed_episodes
+                    };
+                    super::Stats::add(counter, 1);
+                    break (response, kept);
+                };
+                session = kept;
+                let error = response.as_ref().err().map(|e| e as &dyn std::fmt::Display);
+                crate::triggers::log_executed(&invocation, error, started.elapsed());
+                response.map_err(|e| failure("OrchestratorFailed", &e.to_string()))
+            }
+        };
+        let response = match response {
+            Ok(r) => r,
+            Err(f) => {
+                let parts = (starting, new, parent, input);
+                return finish_failed(
+                    engine, part, id, history, parts, &name, created, now, f, known_row,
+                )
+                .await;
+            }
+        };
+        custom_status = Some(response.custom_status.clone());
+        for action in response.actions {
+            match action {
+                Action::ScheduleActivity(t) => {
+                    effects.work.push(WorkItem {
+                        instance_id: id.to_string(),
+                        execution_id: execution_id.clone(),
+                        task_scheduled_id: t.event_id,
+                        name: t.name.clone(),
+                        input: t.input.clone(),
+                    });
+                    new.push(StoredRecord::new(
+                        Record::Event(HistoryEvent::TaskScheduled(t)),
+                        now,
+                    ));
+                }
+                Action::CreateTimer(t) => {
+                    let fired = ControlMessage {
+                        instance_id: id.to_string(),
+                        execution_id: Some(execution_id.clone()),
+                        event: ControlEvent::Event(HistoryEvent::TimerFired(TimerFired {
+                            timer_id: t.event_id,
+                            fire_at: t.fire_at,
+                        })),
+                        parent: None,
+                        id: None,
+                    };
+                    let delay = Duration::from_millis(t.fire_at.saturating_sub(now)).min(MAX_DELAY);
+                    effects.delayed.push((fired, delay));
+                    new.push(StoredRecord::new(
+                        Record::Event(HistoryEvent::TimerCreated(t)),
+                        now,
+                    ));
+                }
+                Action::CallSubOrchestrator(s) => {
+                    effects.control.push(ControlMessage {
+                        instance_id: s.instance_id.clone(),
+                        // Derived, not random: a start sent again after a
+                        // crash names the same execution and is applied once.
+                        execution_id: Some(derived_id(&[
+                            id,
+                            &execution_id,
+                            &s.event_id.to_string(),
+                        ])),
+                        event: ControlEvent::Event(HistoryEvent::ExecutionStarted(
+                            ExecutionStarted {
+                                name: s.name.clone(),
+                                input: s.input.clone(),
+                                timestamp: now,
+                            },
+                        )),
+                        parent: Some(Parent {
+                            instance_id: id.to_string(),
+                            execution_id: execution_id.clone(),
+                            task_scheduled_id: s.event_id,
+                        }),
+                        id: None,
+                    });
+                    new.push(StoredRecord::new(
+                        Record::Event(HistoryEvent::SubOrchestrationCreated(s)),
+                        now,
+                    ));
+                }
+                Action::SendEvent(e) => {
+                    effects.control.push(ControlMessage {
+                        instance_id: e.instance_id.clone(),
+                        execution_id: None,
+                        event: ControlEvent::Event(HistoryEvent::EventRaised(
+                            crate::runtime::durable::EventRaised {
+                                name: e.name.clone(),
+                                input: e.input.clone(),
+                            },
+                        )),
+                        parent: None,
+                        id: Some(format!("{id}:{execution_id}:{}", e.event_id)),
+                    });
+                    new.push(StoredRecord::new(
+                        Record::Event(HistoryEvent::EventSent(e)),
+                        now,
+                    ));
+                }
+                Action::Complete(result) => {
+                    let (record_status, out, fail) = match result {
+                        Ok(out) => (RuntimeStatus::Completed, out, None),
+                        Err(f) => (RuntimeStatus::Failed, Some(failure_output(&f)), Some(f)),
+                    };
+                    status = record_status;
+                    output = out.clone();
+                    if let Some(p) = &parent {
+                        effects
+                            .control
+                            .push(notify_parent(p, fail.clone().map_or(Ok(out.clone()), Err)));
+                    }
+                    new.push(StoredRecord::new(
+                        Record::ExecutionCompleted {
+                            status: record_status,
+                            output: out,
+                            failure: fail,
+                        },
+                        now,
+                    ));
+                    break;
+                }
+                Action::ContinueAsNew(c) => {
+                    status = RuntimeStatus::ContinuedAsNew;
+                    continue_as_new = Some(c.input.clone());
+                    new.push(StoredRecord::new(
+                        Record::ContinuedAsNew { input: c.input },
+                        now,
+                    ));
+                    break;
+                }
+            }
+        }
+    } else {
+        // The guest does not run (suspended): a session would fall behind.
+        session = None;
+    }
+
+    if let Some(next_input) = &continue_as_new {
+        effects.control.push(ControlMessage {
+            instance_id: id.to_string(),
+            execution_id: Some(derived_id(&[id, &execution_id, "continue-as-new"])),
+            event: ControlEvent::Event(HistoryEvent::ExecutionStarted(ExecutionStarted {
+                name: name.clone(),
+                input: next_input.clone(),
+                timestamp: created,
+            })),
+            parent: parent.clone(),
+            id: None,
+        });
+    }
+    if status.is_terminal() || status == RuntimeStatus::ContinuedAsNew {
+        session = None;
+    }
+
+    // Local dispatch: as many of the new activities as there are free slots
+    // run here after the checkpoint; their TaskScheduled records say so.
+    let permits = if engine.config.local_dispatch {
+        engine.activities.try_reserve(effects.work.len())
+    } else {
+        Vec::new()
+    };
+    let local: Vec<WorkItem> = effects.work.drain(..permits.len()).collect();
+    super::Stats::add(&engine.stats.local_activities, local.len());
+    super::Stats::add(&engine.stats.queued_activities, effects.work.len());
+    let local_ids: HashSet<u32> = local.iter().map(|w| w.task_scheduled_id).collect();
+    for record in &mut new {
+        if let Record::Event(HistoryEvent::TaskScheduled(t)) = &record.record {
+            record.local = local_ids.contains(&t.event_id);
+        }
+    }
+    let timers: Vec<u64> = effects
+        .delayed
+        .iter()
+        .filter_map(|(m, _)| match &m.event {
+            ControlEvent::Event(HistoryEvent::TimerFired(t)) => Some(t.fire_at),
+            _ => None,
+        })
+        .collect();
+
+    // 1. Outbound messages first: an effect is durable before its cause is settled.
+    send_effects(engine, effects).await?;
+    // 2. The history, guarded by the sentinel's ETag.
+    let new_execution = starting.filter(|e| Some(e) != history_execution(&history).as_ref());
+    let guest_count = guest_events(&new).len();
+    history = history::append(hub, id, history, new_execution, new).await?;
+    for fire_at in timers {
+        part.due_at(instant_of(fire_at));
+    }
+    // 3. The Instances row: at once when final, else within a second.
+    let row = InstanceRow {
+        instance_id: id.to_string(),
+        name,
+        execution_id: execution_id.clone(),
+        status,
+        input: if continue_as_new.is_some() {
+            continue_as_new.clone().flatten()
+        } else {
+            input
+        },
+        output,
+        custom_status: match custom_status {
+            Some(set) => set,
+            // The guest did not run (suspend, terminate, events while suspended): keep it.
+            None => match known_dirty.as_ref().or(known_row.as_ref().map(|r| &r.0)) {
+                Some(known) => known.custom_status.clone(),
+                None => instances::get(hub, id).await?.and_then(|r| r.custom_status),
+            },
+        },
+        created,
+        last_updated: now,
+        completed: status.is_terminal().then_some(now),
+    };
+    // The row as we last wrote it (any execution: it is the same table row).
+    let mut cached = Cached {
+        history,
+        row: known_row,
+        dirty: None,
+        session: None,
+        last_used: Instant::now(),
+    };
+    let changed = cached.row.as_ref().is_none_or(|(w, _)| row.differs_from(w));
+    let settled = status.is_terminal() || status == RuntimeStatus::ContinuedAsNew;
+    if settled || (flush && changed) {
+        write_row(engine, part, &mut cached, row).await?;
+    } else if changed {
+        cached.dirty = Some(row);
+        part.flush_later(id, ROW_DELAY);
+    }
+
+    // 4. Activities run here now; results of those that ran are recorded.
+    part.set_local(id, &consumed_local, false);
+    if !local.is_empty() {
+        let ids: Vec<u32> = local_ids.iter().copied().collect();
+        part.set_local(id, &ids, true);
+        for (item, permit) in local.into_iter().zip(permits) {
+            super::activities::run_local(engine, item, permit);
+        }
+    }
+    if recover {
+        redispatch(engine, part, id, Some(&cached), &local_ids).await?;
+    }
+    if status.is_terminal() {
+        engine.finished(id);
+        *cache = None;
+    } else {
+        cached.session = session.map(|mut s| {
+            s.seen(&execution_id, past_len + guest_count);
+            s
+        });
+        *cache = Some(cached);
+    }
+    Ok(Outcome::Done)
+}
+
+/// Send an episode's messages: control messages packed by partition, timers
+/// with their delays, work items packed.
+async fn send_effects(engine: &Arc<Engine>, effects: Effects) -> Result<(), StorageError> {
+    let delayed = futures::future::try_join_all(
+        effects
+            .delayed
+            .iter()
+            .map(|(m, delay)| engine.hub.send_control(m, *delay)),
+    );
+    let (control, work, delayed) = futures::join!(
+        super::outbox::send_control(engine, effects.control),
+        super::outbox::send_work(engine, effects.work),
+        delayed
+    );
+    control?;
+    work?;
+    delayed?;
+    Ok(())
+}
+
+/// Run again the activities a dead owner ran locally (their result is not in
+/// the history, and they do not run here now).
+async fn redispatch(
+    engine: &Arc<Engine>,
+    part: &Arc<Partition>,
+    id: &str,
+    cache: Option<&Cached>,
+    just_started: &HashSet<u32>,
+) -> Result<(), StorageError> {
+    let Some(c) = cache else {
+        return Ok(());
+    };
+    let running = part.local_tasks(id);
+    let open: Vec<WorkItem> = InstanceState::open_local_tasks(&c.history)
+        .into_iter()
+        .filter(|t| !running.contains(&t.event_id) && !just_started.contains(&t.event_id))
+        .map(|t| WorkItem {
+            instance_id: id.to_string(),
+            execution_id: c.history.execution_id.clone(),
+            task_scheduled_id: t.event_id,
+            name: t.name,
+            input: t.input,
+        })
+        .collect();
+    if open.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        "orchestration '{id}': running {} activit{} again that a previous owner started",
+        open.len(),
+        if open.len() == 1 { "y" } else { "ies" }
+    );
+    let permits = engine.activities.try_reserve(open.len());
+    let mut open = open;
+    let remote = open.split_off(permits.len());
+    super::outbox::send_work(engine, remote).await?;
+    let ids: Vec<u32> = open.iter().map(|w| w.task_scheduled_id).collect();
+    part.set_local(id, &ids, true);
+    for (item, permit) in open.into_iter().zip(permits) {
+        super::activities::run_local(engine, item, permit);
+    }
+    Ok(())
+}
+
+/// Write the row an earlier episode deferred.
+async fn flush_row(
+    engine: &Arc<Engine>,
+    part: &Arc<Partition>,
+    _id: &str,
+    cache: &mut Option<Cached>,
+) -> Result<(), StorageError> {
+    let Some(c) = cache.as_mut() else {
+        return Ok(());
+    };
+    if let Some(row) = c.dirty.take() {
+        write_row(engine, part, c, row).await?;
+    }
+    Ok(())
+}
+
+/// Write `row` as the owner: guarded by the ETag of our last write.
+async fn write_row(
+    engine: &Arc<Engine>,
+    part: &Arc<Partition>,
+    cached: &mut Cached,
+    row: InstanceRow,
+) -> Result<(), StorageError> {
+    let guard = match &cached.row {
+        Some((_, etag)) => Guard::Etag(etag.clone()),
+        None => {
+            // An unconditional write only while the partition is surely ours
+            // (a host paused past its lease must not overwrite a newer status).
+            if part.valid_until() < Instant::now() {
+                return Err(StorageError::Conflict(format!(
+                    "partition {} may have moved: not writing the status of '{}'",
+                    part.number, row.instance_id
+                )));
+            }
+            Guard::None
+        }
+    };
+    match instances::write(&engine.hub, &row, cached.history.next_seq, guard).await? {
+        Some(etag) => cached.row = Some((row, etag)),
+        // A newer status is there (another owner): ours is stale.
+        None => {
+            return Err(StorageError::Conflict(format!(
+                "the status of '{}' was written by a newer owner",
+                row.instance_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A host that died between writing the final history and updating the
+/// Instances row left the row behind; its redelivered messages land here.
+async fn repair_row(
+    engine: &Arc<Engine>,
+    id: &str,
+    history: &History,
+    state: &InstanceState,
+) -> Result<bool, StorageError> {
+    let row = instances::get(&engine.hub, id).await?;
+    if let Some(r) = &row
+        && r.execution_id != history.execution_id
+    {
+        return Ok(false);
+    }
+    if row.as_ref().is_some_and(|r| r.status == state.status) {
+        return Ok(true);
+    }
+    tracing::info!(
+        "orchestration '{id}': bringing its status up to date with its history ({})",
+        state.status.as_str()
+    );
+    let completed = state.completed_at.unwrap_or_else(now_ms);
+    let repaired = InstanceRow {
+        instance_id: id.to_string(),
+        name: state.name.clone(),
+        execution_id: history.execution_id.clone(),
+        status: state.status,
+        input: state.input.clone(),
+        output: state.output.clone(),
+        custom_status: row.and_then(|r| r.custom_status),
+        created: state.created,
+        last_updated: completed,
+        completed: Some(completed),
+    };
+    instances::write(&engine.hub, &repaired, history.next_seq, Guard::None).await?;
+    engine.finished(id);
+    Ok(true)
+}
+
+fn history_execution(h: &History) -> Option<String> {
+    (!h.execution_id.is_empty()).then(|| h.execution_id.clone())
+}
+
+/// What a failing episode had gathered: the new execution id (if starting),
+/// the new records, the parent, and the input.
+type EpisodeParts = (
+    Option<String>,
+    Vec<StoredRecord>,
+    Option<Parent>,
+    Option<String>,
+);
+
+/// Fail the instance without running the guest (no function, or the guest trapped).
+#[allow(clippy::too_many_arguments)]
+async fn finish_failed(
+    engine: &Arc<Engine>,
+    part: &Arc<Partition>,
+    id: &str,
+    history: History,
+    (starting, mut new, parent, input): EpisodeParts,
+    name: &str,
+    created: u64,
+    now: u64,
+    f: Failure,
+    known_row: Option<(InstanceRow, String)>,
+) -> Result<Outcome, StorageError> {
+    tracing::error!("orchestration '{id}' failed: {}", f.message);
+    let output = failure_output(&f);
+    if let Some(p) = &parent {
+        super::outbox::send_control(engine, vec![notify_parent(p, Err(f.clone()))]).await?;
+    }
+    new.push(StoredRecord::new(
+        Record::ExecutionCompleted {
+            status: RuntimeStatus::Failed,
+            output: Some(output.clone()),
+            failure: Some(f),
+        },
+        now,
+    ));
+    let execution_id = starting
+        .clone()
+        .unwrap_or_else(|| history.execution_id.clone());
+    let new_execution = starting.filter(|e| Some(e) != history_execution(&history).as_ref());
+    let history = history::append(&engine.hub, id, history, new_execution, new).await?;
+    let row = InstanceRow {
+        instance_id: id.to_string(),
+        name: name.to_string(),
+        execution_id,
+        status: RuntimeStatus::Failed,
+        input,
+        output: Some(output),
+        custom_status: None,
+        created,
+        last_updated: now,
+        completed: Some(now),
+    };
+    let mut cached = Cached {
+        history,
+        row: known_row,
+        dirty: None,
+        session: None,
+        last_used: Instant::now(),
+    };
+    write_row(engine, part, &mut cached, row).await?;
+    engine.finished(id);
+    Ok(Outcome::Done)
+}
+
+/// Move aside the work of an instance whose episodes keep failing the same
+/// way (a poison message): the instance fails with the reason, and the
+/// messages go to `{queue}-poison` so nothing loops forever.
+pub async fn set_aside(engine: &Arc<Engine>, part: &Arc<Partition>, id: &str) {
+    let works = super::partition::take_pending(part, id);
+    let mut helds = Vec::new();
+    let mut texts = Vec::new();
+    for w in &works {
+        if let Work::Message { message, held } = w {
+            texts.push(serde_json::to_string(message).expect("messages serialize"));
+            if let Some(h) = held {
+                helds.push(h.clone());
+            }
+        }
+    }
+    tracing::error!(
+        "orchestration '{id}': {} message(s) failed 5 times in a row; moving them to {}-poison",
+        texts.len(),
+        part.queue
+    );
+    super::poison::store(
+        engine,
+        &part.queue,
+        &texts,
+        &format!("instance '{id}' failed 5 times"),
+    )
+    .await;
+    for h in helds {
+        engine.holds.settle(&engine.hub.storage, &h).await;
+    }
+}
+
+pub fn failure(error_type: &str, message: &str) -> Failure {
+    Failure {
+        error_type: error_type.to_string(),
+        message: message.to_string(),
+        details: None,
+    }
+}
+
+/// A failed instance's `output`, as Durable Functions shows it: the message text.
+fn failure_output(f: &Failure) -> String {
+    serde_json::to_string(&format!("{}: {}", f.error_type, f.message)).expect("strings serialize")
+}
+
+fn notify_parent(parent: &Parent, result: Result<Option<String>, Failure>) -> ControlMessage {
+    let event = match result {
+        Ok(output) => HistoryEvent::SubOrchestrationCompleted(TaskCompleted {
+            task_scheduled_id: parent.task_scheduled_id,
+            output,
+        }),
+        Err(failure) => HistoryEvent::SubOrchestrationFailed(TaskFailed {
+            task_scheduled_id: parent.task_scheduled_id,
+            failure,
+        }),
+    };
+    ControlMessage {
+        instance_id: parent.instance_id.clone(),
+        execution_id: Some(parent.execution_id.clone()),
+        event: ControlEvent::Event(event),
+        parent: None,
+        id: None,
+    }
+}
+
+/// The id a result event completes: (is a timer, id); None for other events.
+fn result_id(event: &HistoryEvent) -> Option<(bool, u32)> {
+    match event {
+        HistoryEvent::TaskCompleted(c) | HistoryEvent::SubOrchestrationCompleted(c) => {
+            Some((false, c.task_scheduled_id))
+        }
+        HistoryEvent::TaskFailed(f) | HistoryEvent::SubOrchestrationFailed(f) => {
+            Some((false, f.task_scheduled_id))
+        }
+        HistoryEvent::TimerFired(t) => Some((true, t.timer_id)),
+        _ => None,
+    }
+}
+
+/// Whether the guest answered that it holds no session for a continued episode.
+fn session_lost(
+    response: &Result<crate::runtime::durable::OrchestratorResponse, crate::runtime::InvokeError>,
+) -> bool {
+    response.as_ref().is_ok_and(|r| {
+        r.actions
+            .iter()
+            .any(|a| matches!(a, Action::Complete(Err(f)) if f.error_type == "SessionLost"))
+    })
+}
+
+/// The guest's view of the history: its own events only.
+fn guest_events(records: &[StoredRecord]) -> Vec<HistoryEvent> {
+    records
+        .iter()
+        .filter_map(|r| match &r.record {
+            Record::Event(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A 32-hex-digit id derived from `parts` (same parts, same id).
+pub fn derived_id(parts: &[&str]) -> String {
+    let mut hash = sha2::Sha256::new();
+    for p in parts {
+        hash.update(p.as_bytes());
+        hash.update([0]);
+    }
+    hash.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The local instant of a wall-clock time (ms since the epoch).
+fn instant_of(ms: u64) -> Instant {
+    let now = now_ms();
+    Instant::now() + Duration::from_millis(ms.saturating_sub(now))
+}
