@@ -33,6 +33,8 @@ pub struct StartOptions {
     /// Build the function crates before serving.
     pub build: bool,
     pub cache_dir: Option<PathBuf>,
+    /// Enforce keys on loopback too (`--enableAuth`).
+    pub enable_auth: bool,
 }
 
 /// Run the host until Ctrl+C or SIGTERM.
@@ -55,6 +57,13 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
         tracing::warn!("host.toml: '{key}' has no effect in this host and is ignored.");
     }
     let settings = local.app_settings(|k| std::env::var(k).ok());
+    // Any app setting may be a connection string: its key is never shown.
+    for value in settings.values.values() {
+        crate::keys::redact::register_connection_string(value);
+    }
+    if let Ok(value) = std::env::var("AzureWebJobsStorage") {
+        crate::keys::redact::register_connection_string(&value);
+    }
     for key in &settings.overridden {
         tracing::info!(
             "Skipping '{key}' from local.settings.toml as it's already defined in current environment variables."
@@ -105,6 +114,8 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
     let catalog = Catalog::new(functions_dir.clone(), runtime.clone());
     let changes = catalog.sync().await;
 
+    let enforced = !opts.listen.is_loopback() || opts.enable_auth || local.host.enable_auth;
+    let keys = start_keys(&opts, &host, &settings, enforced).await?;
     let durable = start_durable(&host, &settings, &runtime, &catalog).await?;
 
     let port = opts.port.unwrap_or(local.host.local_http_port);
@@ -183,6 +194,9 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
                 .as_deref()
                 .and_then(|c| Cors::parse(c, local.host.cors_credentials)),
             custom_headers: custom_headers(&host)?,
+            keys,
+            enforced,
+            limits: host.server.clone(),
         },
     );
     tracing::info!("Host started");
@@ -203,6 +217,52 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Open the key store. When keys are enforced, read (or create) the host's
+/// keys and the durable system key now, so a store that cannot be used stops
+/// start-up; otherwise nothing is read until the keys API is used.
+async fn start_keys(
+    opts: &StartOptions,
+    host: &HostConfig,
+    settings: &crate::config::AppSettings,
+    enforced: bool,
+) -> anyhow::Result<Option<Arc<crate::keys::Keys>>> {
+    let store = crate::keys::open_store(
+        &opts.script_root,
+        crate::keys::setting_lookup(settings),
+        &host.extensions.durable_task.hub_name,
+    );
+    let store = match store {
+        Ok(store) => store,
+        Err(e) if enforced => return Err(e),
+        Err(e) => {
+            tracing::warn!("{e:#} (keys are not enforced, so the host starts without them)");
+            return Ok(None);
+        }
+    };
+    let keys = Arc::new(crate::keys::Keys::new(store, enforced));
+    if enforced {
+        keys.prepare(Some(crate::keys::DURABLE_SYSTEM_KEY))
+            .await
+            .context("reading the keys (keys are enforced)")?;
+        let why = if opts.listen.is_loopback() {
+            "as asked".to_string()
+        } else {
+            format!("the host listens on {}", opts.listen)
+        };
+        tracing::info!(
+            "Keys are enforced ({why}): pass ?code=<key> or the x-functions-key header; \
+             `host keys list` shows them. Keys: {}",
+            keys.store().describe()
+        );
+    } else {
+        tracing::info!(
+            "Keys are not enforced on localhost (host start --enableAuth enforces them). Keys: {}",
+            keys.store().describe()
+        );
+    }
+    Ok(Some(keys))
 }
 
 /// Connect to the task hub's storage and start the durable engine, when the
