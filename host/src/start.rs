@@ -197,12 +197,18 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
             keys,
             enforced,
             limits: host.server.clone(),
+            rpc_only: false,
         },
     );
+    let (rpc_stop, rpc_stopped) = tokio::sync::watch::channel(false);
+    if host.extensions.durable_task.local_rpc_endpoint_enabled && durable.is_some() {
+        start_local_rpc(&http, &host, rpc_stopped).await?;
+    }
     tracing::info!("Host started");
     let finished = http
         .serve(listener, shutdown_signal(), host.function_timeout)
         .await;
+    let _ = rpc_stop.send(true);
     if let Some(engine) = &durable {
         // Finish or abandon what it holds, release the partition leases so
         // that another host takes over at once.
@@ -216,6 +222,42 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
             host.function_timeout
         );
     }
+    Ok(())
+}
+
+/// The durable extension's local RPC endpoint: the management API under
+/// `/durabletask/` without keys, on 127.0.0.1 only, for clients on this
+/// machine (the real npm and PyPI clients build every request from it).
+async fn start_local_rpc(
+    http: &HttpTrigger,
+    host: &HostConfig,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let port = host.server.local_rpc_port;
+    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the durable local RPC endpoint cannot listen on 127.0.0.1:{port} ({e}): set host.toml \
+                 [server] localRpcPort, or localRpcEndpointEnabled = false"
+            )
+        })?;
+    let bound = listener.local_addr()?;
+    tracing::info!(
+        "Durable local RPC endpoint (loopback only, no keys): http://{bound}/durabletask/"
+    );
+    let rpc = http.with_settings(|s| {
+        s.rpc_only = true;
+        s.enforced = false;
+        s.cors = None;
+    });
+    let drain = host.function_timeout;
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        rpc.serve(listener, stop, drain).await;
+    });
     Ok(())
 }
 

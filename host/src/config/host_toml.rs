@@ -147,6 +147,11 @@ pub struct DurableTaskExtension {
     /// Azure's default is 10 per core.
     pub max_concurrent_orchestrator_functions: Option<u32>,
     pub extended_sessions_enabled: bool,
+    /// Serve the management API without keys on a loopback-only listener
+    /// (`http://127.0.0.1:{[server] localRpcPort}/durabletask/`), the
+    /// extension's "local RPC endpoint" that out-of-process clients use.
+    /// Azure enables it for out-of-process languages; fnhost only when asked.
+    pub local_rpc_endpoint_enabled: bool,
     pub storage_provider: StorageProvider,
 }
 
@@ -157,6 +162,7 @@ impl Default for DurableTaskExtension {
             max_concurrent_activity_functions: None,
             max_concurrent_orchestrator_functions: None,
             extended_sessions_enabled: false,
+            local_rpc_endpoint_enabled: false,
             storage_provider: StorageProvider::default(),
         }
     }
@@ -234,6 +240,9 @@ pub struct ServerSection {
     /// After a 5 s grace, a request body must arrive at this many bytes/s on
     /// average (Kestrel's MinRequestBodyDataRate, 240), or the request gets 408.
     pub min_request_body_data_rate: u64,
+    /// Port of the durable local RPC endpoint on 127.0.0.1 (the extension's
+    /// 17071); 0 picks a free one.
+    pub local_rpc_port: u16,
 }
 
 impl Default for ServerSection {
@@ -243,6 +252,7 @@ impl Default for ServerSection {
             header_timeout: Duration::from_secs(30),
             max_header_bytes: 32 * 1024,
             min_request_body_data_rate: 240,
+            local_rpc_port: 17071,
         }
     }
 }

@@ -49,6 +49,9 @@ pub struct HttpSettings {
     pub enforced: bool,
     /// host.toml `[server]`: connection, header and body limits.
     pub limits: ServerSection,
+    /// The durable local RPC endpoint: only `/durabletask/...` (the
+    /// management API), no keys; served on loopback only.
+    pub rpc_only: bool,
 }
 
 /// Kestrel's limit on the request line (8 KB): longer answers 414.
@@ -85,6 +88,18 @@ impl HttpTrigger {
         })
     }
 
+    /// The same trigger with other settings (the local RPC endpoint's).
+    pub fn with_settings(&self, change: impl FnOnce(&mut HttpSettings)) -> Arc<HttpTrigger> {
+        let mut settings = self.settings.clone();
+        change(&mut settings);
+        HttpTrigger::new(
+            self.catalog.clone(),
+            self.runtime.clone(),
+            self.durable.clone(),
+            settings,
+        )
+    }
+
     /// Serve connections from `listener` until `shutdown` resolves; then stop
     /// accepting and give in-flight requests up to `drain` to finish.
     /// Returns whether every request finished in time.
@@ -100,10 +115,10 @@ impl HttpTrigger {
         http.timer(hyper_util::rt::TokioTimer::new())
             // Slow-loris guard: a request's line and headers must arrive
             // within headerTimeout (30 s), which also ends idle keep-alives;
-            // they must fit in maxHeaderBytes (32 KiB, else 431); 100 headers at most.
+            // they must fit in maxHeaderBytes (32 KiB, else 431). hyper's
+            // default of 100 headers at most stays (setting it moves them to the heap).
             .header_read_timeout(limits.header_timeout)
-            .max_buf_size(limits.max_header_bytes)
-            .max_headers(100);
+            .max_header_size(limits.max_header_bytes);
         // A connection holds a permit; beyond maxConnections new ones wait in
         // the listen backlog until one closes.
         let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -195,6 +210,24 @@ impl HttpTrigger {
                     .into_owned()
             })
             .collect();
+        if self.settings.rpc_only {
+            // `/durabletask/...`, and the webhook paths its answers' URLs use.
+            let webhook = segments.len() >= 3
+                && segments[..2]
+                    .iter()
+                    .zip(["runtime", "webhooks"])
+                    .all(|(a, b)| a.eq_ignore_ascii_case(b));
+            let skip = if webhook { 2 } else { 0 };
+            return match segments.get(skip) {
+                Some(s) if s.eq_ignore_ascii_case("durabletask") => {
+                    self.management(req, &segments[skip + 1..]).await
+                }
+                _ => error(
+                    StatusCode::NOT_FOUND,
+                    format!("the local RPC endpoint serves /durabletask/ only, not {path}"),
+                ),
+            };
+        }
         // `/admin/...` is the host's (as in Azure, no function route can take it).
         if segments
             .first()
