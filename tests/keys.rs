@@ -607,3 +607,28 @@ fn slow_and_oversized_requests_are_cut_off_while_others_are_served() {
     // And the host still serves.
     assert_eq!(call("GET", &host.url("/api/hello"), None).0, 200);
 }
+
+#[test]
+fn connections_beyond_max_connections_wait_for_a_free_one() {
+    use std::io::Read;
+    let p = project();
+    p.write(
+        "host.toml",
+        "[server]\nmaxConnections = 1\nheaderTimeout = \"00:00:02\"\n",
+    );
+    let host = p.start(&[]);
+    let addr = host.base.trim_start_matches("http://").to_string();
+    // An idle connection holds the only slot until headerTimeout closes it...
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    // ...so this request is served only after that.
+    assert_eq!(call("GET", &host.url("/api/hello"), None).0, 200);
+    idle.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let closed = matches!(idle.read(&mut buf), Ok(0))
+        || matches!(idle.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset);
+    assert!(
+        closed,
+        "the request was served while the idle connection still held the slot"
+    );
+}
