@@ -10,12 +10,18 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use durable_support::client_works_unchanged;
+use durable_support::{client_works_unchanged, client_works_with_keys};
 use support::repo;
 
 /// A virtualenv with the pinned client, under target/ (rebuilt when the
 /// requirements change).
 fn python_client() -> PathBuf {
+    // Once per test binary: its tests run in parallel and would race to install.
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(install).clone()
+}
+
+fn install() -> PathBuf {
     let requirements = repo().join("tests/compat/requirements.txt");
     let venv = repo().join("target/compat-venv");
     let marker = venv.join("requirements.txt");
@@ -47,4 +53,11 @@ fn python_durable_client_works_unchanged() {
     let mut program = Command::new(python_client());
     program.arg(repo().join("tests/compat/df_client.py"));
     client_works_unchanged(program, "python durable client: all operations ok");
+}
+
+#[test]
+fn python_durable_client_works_with_keys_enforced() {
+    let mut program = Command::new(python_client());
+    program.arg(repo().join("tests/compat/df_client.py"));
+    client_works_with_keys(program, "python durable client: all operations ok");
 }

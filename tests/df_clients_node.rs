@@ -11,12 +11,18 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use durable_support::client_works_unchanged;
+use durable_support::{client_works_unchanged, client_works_with_keys};
 use support::repo;
 
 /// tests/compat/node with its pinned packages installed (`npm ci` when
 /// node_modules is missing or older than package-lock.json).
 fn node_client() -> PathBuf {
+    // Once per test binary: its tests run in parallel and would race to install.
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(install).clone()
+}
+
+fn install() -> PathBuf {
     let dir = repo().join("tests/compat/node");
     let modified = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let lock =
@@ -41,4 +47,11 @@ fn node_durable_client_works_unchanged() {
     let mut program = Command::new("node");
     program.arg(node_client());
     client_works_unchanged(program, "node durable client: all operations ok");
+}
+
+#[test]
+fn node_durable_client_works_with_keys_enforced() {
+    let mut program = Command::new("node");
+    program.arg(node_client());
+    client_works_with_keys(program, "node durable client: all operations ok");
 }

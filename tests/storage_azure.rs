@@ -744,6 +744,33 @@ async fn blobs_are_written_read_listed_and_deleted() {
         b"bee"
     );
 
+    // Conditional replace: only over the version read (the key store's writes).
+    let (_, c_etag) = s
+        .blobs
+        .get("hub-largemessages", "inst/c")
+        .await
+        .unwrap()
+        .unwrap();
+    s.blobs
+        .put_if_match("hub-largemessages", "inst/c", b"sea2".to_vec(), &c_etag)
+        .await
+        .unwrap();
+    let stale = s
+        .blobs
+        .put_if_match("hub-largemessages", "inst/c", b"sea3".to_vec(), &c_etag)
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StorageError::Conflict(_)), "{stale:?}");
+    assert_eq!(
+        s.blobs
+            .get("hub-largemessages", "inst/c")
+            .await
+            .unwrap()
+            .unwrap()
+            .0,
+        b"sea2"
+    );
+
     let listed = s.blobs.list("hub-largemessages", "inst/").await.unwrap();
     let names: Vec<_> = listed.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["inst/a.json.gz", "inst/b", "inst/c"]);

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 
 use time::OffsetDateTime;
+
+use crate::keys::redact::redact;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_appender::non_blocking::WorkerGuard;
@@ -124,7 +126,7 @@ where
         event.record(&mut fields);
         // `target: "console"` lines are printed as they are (banners, lists).
         if event.metadata().target() == "console" {
-            return writeln!(w, "{}", fields.message);
+            return writeln!(w, "{}", redact(&fields.message));
         }
         let level = *event.metadata().level();
         let (start, end) = match (self.color, level) {
@@ -138,7 +140,14 @@ where
             let id = fields.invocation.as_deref().unwrap_or("");
             write!(w, "[{function} {}] ", &id[..id.len().min(8)])?;
         }
-        writeln!(w, "{}{}{end}", fields.message, fields.rest)
+        // Keys and connection strings never reach the console (a function's
+        // own lines included).
+        let text = if fields.rest.is_empty() {
+            fields.message
+        } else {
+            fields.message + &fields.rest
+        };
+        writeln!(w, "{}{end}", redact(&text))
     }
 }
 

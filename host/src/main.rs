@@ -39,12 +39,52 @@ enum Command {
         /// Where compiled components are cached (default: <script-root>/.host-cache).
         #[arg(long, env = "FNHOST_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
+        /// Enforce keys on loopback too (they always are beyond loopback), as `func start --enableAuth`.
+        #[arg(long = "enableAuth", alias = "enable-auth", env = "FNHOST_ENABLE_AUTH")]
+        enable_auth: bool,
+    },
+    /// List, set or delete the keys (master, host, system, function) in the app's key store.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+        /// The folder holding host.toml and local.settings.toml.
+        #[arg(long, env = "FNHOST_SCRIPT_ROOT", default_value = ".", global = true)]
+        script_root: PathBuf,
     },
     /// Compile the function crates under ./functions to wasm32-wasip2 components in their folders.
     Build {
         /// The folder holding the function folders.
         #[arg(long, env = "FNHOST_FUNCTIONS", default_value = "functions")]
         functions: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Print every key: master, host keys, system keys and each function's.
+    List {
+        /// Only this function's keys (created with a `default` key if it has none).
+        #[arg(long)]
+        function: Option<String>,
+    },
+    /// Add or replace a key; a new random value when VALUE is left out. `_master` is the master key.
+    Set {
+        name: String,
+        value: Option<String>,
+        /// A key of this function (default: a host key).
+        #[arg(long)]
+        function: Option<String>,
+        /// A system key (e.g. durabletask_extension).
+        #[arg(long)]
+        system: bool,
+    },
+    /// Delete a key.
+    Delete {
+        name: String,
+        #[arg(long)]
+        function: Option<String>,
+        #[arg(long)]
+        system: bool,
     },
 }
 
@@ -59,6 +99,7 @@ fn main() -> ExitCode {
             script_root,
             build,
             cache_dir,
+            enable_auth,
         } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| {
@@ -70,8 +111,42 @@ fn main() -> ExitCode {
                     verbose,
                     build,
                     cache_dir,
+                    enable_auth,
                 }))
             }),
+        Command::Keys {
+            action,
+            script_root,
+        } => {
+            use host::keys::cli::Action;
+            let action = match action {
+                KeysAction::List { function } => Action::List { function },
+                KeysAction::Set {
+                    name,
+                    value,
+                    function,
+                    system,
+                } => Action::Set {
+                    name,
+                    value,
+                    function,
+                    system,
+                },
+                KeysAction::Delete {
+                    name,
+                    function,
+                    system,
+                } => Action::Delete {
+                    name,
+                    function,
+                    system,
+                },
+            };
+            tokio::runtime::Runtime::new()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(host::keys::cli::run(&script_root, action)))
+                .map(|out| print!("{out}"))
+        }
         Command::Build { functions } => host::builder::build(&functions).map(|built| {
             for path in built {
                 println!("built {}", path.display());
@@ -81,7 +156,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            // Connection strings and keys never reach the terminal.
+            eprintln!("Error: {}", host::keys::redact::redact(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

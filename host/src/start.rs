@@ -33,6 +33,8 @@ pub struct StartOptions {
     /// Build the function crates before serving.
     pub build: bool,
     pub cache_dir: Option<PathBuf>,
+    /// Enforce keys on loopback too (`--enableAuth`).
+    pub enable_auth: bool,
 }
 
 /// Run the host until Ctrl+C or SIGTERM.
@@ -55,6 +57,13 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
         tracing::warn!("host.toml: '{key}' has no effect in this host and is ignored.");
     }
     let settings = local.app_settings(|k| std::env::var(k).ok());
+    // Any app setting may be a connection string: its key is never shown.
+    for value in settings.values.values() {
+        crate::keys::redact::register_connection_string(value);
+    }
+    if let Ok(value) = std::env::var("AzureWebJobsStorage") {
+        crate::keys::redact::register_connection_string(&value);
+    }
     for key in &settings.overridden {
         tracing::info!(
             "Skipping '{key}' from local.settings.toml as it's already defined in current environment variables."
@@ -116,6 +125,8 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
         )
     })?;
 
+    let enforced = !opts.listen.is_loopback() || opts.enable_auth || local.host.enable_auth;
+    let keys = start_keys(&opts, &host, &settings, enforced).await?;
     let durable = start_durable(&host, &settings, &runtime, &catalog).await?;
     let bound = listener.local_addr()?;
     let base = base_url(bound);
@@ -185,12 +196,27 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
                 .as_deref()
                 .and_then(|c| Cors::parse(c, local.host.cors_credentials)),
             custom_headers: custom_headers(&host)?,
+            keys,
+            enforced,
+            limits: host.server.clone(),
+            rpc_only: false,
         },
     );
+    let (rpc_stop, rpc_stopped) = tokio::sync::watch::channel(false);
+    if host.extensions.durable_task.local_rpc_endpoint_enabled && durable.is_some() {
+        if let Err(e) = start_local_rpc(&http, &host, rpc_stopped).await {
+            // Give back what the engine took before exiting.
+            if let Some(engine) = &durable {
+                engine.stop().await;
+            }
+            return Err(e);
+        }
+    }
     tracing::info!("Host started");
     let finished = http
         .serve(listener, shutdown_signal(), host.function_timeout)
         .await;
+    let _ = rpc_stop.send(true);
     if let Some(engine) = &durable {
         // Finish or abandon what it holds, release the partition leases so
         // that another host takes over at once.
@@ -205,6 +231,88 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The durable extension's local RPC endpoint: the management API under
+/// `/durabletask/` without keys, on 127.0.0.1 only, for clients on this
+/// machine (the real npm and PyPI clients build every request from it).
+async fn start_local_rpc(
+    http: &HttpTrigger,
+    host: &HostConfig,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let port = host.server.local_rpc_port;
+    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the durable local RPC endpoint cannot listen on 127.0.0.1:{port} ({e}): set host.toml \
+                 [server] localRpcPort, or localRpcEndpointEnabled = false"
+            )
+        })?;
+    let bound = listener.local_addr()?;
+    tracing::info!(
+        "Durable local RPC endpoint (loopback only, no keys): http://{bound}/durabletask/"
+    );
+    let rpc = http.with_settings(|s| {
+        s.rpc_only = true;
+        s.enforced = false;
+        s.cors = None;
+    });
+    let drain = host.function_timeout;
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        rpc.serve(listener, stop, drain).await;
+    });
+    Ok(())
+}
+
+/// Open the key store. When keys are enforced, read (or create) the host's
+/// keys and the durable system key now, so a store that cannot be used stops
+/// start-up; otherwise nothing is read until the keys API is used.
+async fn start_keys(
+    opts: &StartOptions,
+    host: &HostConfig,
+    settings: &crate::config::AppSettings,
+    enforced: bool,
+) -> anyhow::Result<Option<Arc<crate::keys::Keys>>> {
+    let store = crate::keys::open_store(
+        &opts.script_root,
+        crate::keys::setting_lookup(settings),
+        &host.extensions.durable_task.hub_name,
+    );
+    let store = match store {
+        Ok(store) => store,
+        Err(e) if enforced => return Err(e),
+        Err(e) => {
+            tracing::warn!("{e:#} (keys are not enforced, so the host starts without them)");
+            return Ok(None);
+        }
+    };
+    let keys = Arc::new(crate::keys::Keys::new(store, enforced));
+    if enforced {
+        keys.prepare(Some(crate::keys::DURABLE_SYSTEM_KEY))
+            .await
+            .context("reading the keys (keys are enforced)")?;
+        let why = if opts.listen.is_loopback() {
+            "as asked".to_string()
+        } else {
+            format!("the host listens on {}", opts.listen)
+        };
+        tracing::info!(
+            "Keys are enforced ({why}): pass ?code=<key> or the x-functions-key header; \
+             `host keys list` shows them. Keys: {}",
+            keys.store().describe()
+        );
+    } else {
+        tracing::info!(
+            "Keys are not enforced on localhost (host start --enableAuth enforces them). Keys: {}",
+            keys.store().describe()
+        );
+    }
+    Ok(Some(keys))
 }
 
 /// Connect to the task hub's storage and start the durable engine, when the

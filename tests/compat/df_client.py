@@ -1,6 +1,9 @@
 """Drive a running fnhost with the real Durable Functions Python client.
 
-Usage: python df_client.py http://127.0.0.1:PORT TASKHUB
+Usage: python df_client.py http://127.0.0.1:PORT TASKHUB [SYSTEMKEY RPCBASE]
+
+With SYSTEMKEY and RPCBASE (keys enforced), the webhook URLs carry `code=`
+and the client talks to the local RPC endpoint, as the extension sets it up.
 
 The binding below is what the Functions host hands a Python function with a
 durableClient binding; its URLs point at this host instead.
@@ -14,26 +17,28 @@ from azure.durable_functions import DurableOrchestrationClient
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
 
 base, hub = sys.argv[1], sys.argv[2]
-rpc = f"{base}/runtime/webhooks/durabletask/"
-query = f"taskHub={hub}&connection=Storage"
+code = sys.argv[3] if len(sys.argv) > 3 else None
+hook = f"{base}/runtime/webhooks/durabletask/"
+rpc = sys.argv[4] if len(sys.argv) > 4 else hook
+query = f"taskHub={hub}&connection=Storage" + (f"&code={code}" if code else "")
 binding = {
     "taskHubName": hub,
     "creationUrls": {
-        "createNewInstancePostUri": f"{rpc}orchestrators/{{functionName}}[/{{instanceId}}]?{query}",
-        "createAndWaitOnNewInstancePostUri": f"{rpc}orchestrators/{{functionName}}[/{{instanceId}}]?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&{query}",
+        "createNewInstancePostUri": f"{hook}orchestrators/{{functionName}}[/{{instanceId}}]?{query}",
+        "createAndWaitOnNewInstancePostUri": f"{hook}orchestrators/{{functionName}}[/{{instanceId}}]?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&{query}",
     },
     "managementUrls": {
         "id": "INSTANCEID",
-        "statusQueryGetUri": f"{rpc}instances/INSTANCEID?{query}",
-        "sendEventPostUri": f"{rpc}instances/INSTANCEID/raiseEvent/{{eventName}}?{query}",
-        "terminatePostUri": f"{rpc}instances/INSTANCEID/terminate?reason={{text}}&{query}",
-        "rewindPostUri": f"{rpc}instances/INSTANCEID/rewind?reason={{text}}&{query}",
-        "purgeHistoryDeleteUri": f"{rpc}instances/INSTANCEID?{query}",
-        "restartPostUri": f"{rpc}instances/INSTANCEID/restart?{query}",
-        "suspendPostUri": f"{rpc}instances/INSTANCEID/suspend?reason={{text}}&{query}",
-        "resumePostUri": f"{rpc}instances/INSTANCEID/resume?reason={{text}}&{query}",
+        "statusQueryGetUri": f"{hook}instances/INSTANCEID?{query}",
+        "sendEventPostUri": f"{hook}instances/INSTANCEID/raiseEvent/{{eventName}}?{query}",
+        "terminatePostUri": f"{hook}instances/INSTANCEID/terminate?reason={{text}}&{query}",
+        "rewindPostUri": f"{hook}instances/INSTANCEID/rewind?reason={{text}}&{query}",
+        "purgeHistoryDeleteUri": f"{hook}instances/INSTANCEID?{query}",
+        "restartPostUri": f"{hook}instances/INSTANCEID/restart?{query}",
+        "suspendPostUri": f"{hook}instances/INSTANCEID/suspend?reason={{text}}&{query}",
+        "resumePostUri": f"{hook}instances/INSTANCEID/resume?reason={{text}}&{query}",
     },
-    "baseUrl": rpc,
+    "baseUrl": hook,
     "requiredQueryStringParameters": query,
     "rpcBaseUrl": rpc,
     "httpBaseUrl": "",

@@ -21,6 +21,8 @@ pub struct HostConfig {
     pub extensions: Extensions,
     /// Limits of the WebAssembly sandbox (not in host.json: fnhost's own section).
     pub wasm: WasmSection,
+    /// Limits of the HTTP server (not in host.json: fnhost's own section).
+    pub server: ServerSection,
     // host.json keys accepted so that a translated file loads, but without effect here.
     extension_bundle: Option<toml::Value>,
     aggregator: Option<toml::Value>,
@@ -39,6 +41,7 @@ impl Default for HostConfig {
             logging: Logging::default(),
             extensions: Extensions::default(),
             wasm: WasmSection::default(),
+            server: ServerSection::default(),
             extension_bundle: None,
             aggregator: None,
             health_monitor: None,
@@ -153,6 +156,11 @@ pub struct DurableTaskExtension {
     /// that owns the instance while it has free slots, instead of through
     /// `{hub}-workitems` (one storage call per activity saved several times).
     pub local_dispatch: bool,
+    /// Serve the management API without keys on a loopback-only listener
+    /// (`http://127.0.0.1:{[server] localRpcPort}/durabletask/`), the
+    /// extension's "local RPC endpoint" that out-of-process clients use.
+    /// Azure enables it for out-of-process languages; fnhost only when asked.
+    pub local_rpc_endpoint_enabled: bool,
     pub storage_provider: StorageProvider,
 }
 
@@ -165,6 +173,7 @@ impl Default for DurableTaskExtension {
             extended_sessions_enabled: true,
             extended_session_idle_timeout_in_seconds: 30,
             local_dispatch: true,
+            local_rpc_endpoint_enabled: false,
             storage_provider: StorageProvider::default(),
         }
     }
@@ -228,6 +237,39 @@ impl Default for WasmSection {
     }
 }
 
+/// `[server]`: fnhost's own section for the HTTP server's limits. The
+/// defaults are those of Kestrel, the server Azure Functions runs on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ServerSection {
+    /// Connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// A request's line and headers must arrive within this (Kestrel's
+    /// RequestHeadersTimeout, 30 s); it also closes idle keep-alive connections.
+    #[serde(deserialize_with = "timespan")]
+    pub header_timeout: Duration,
+    /// Request line plus headers, in bytes (Kestrel: 32 KB); larger answer 431.
+    pub max_header_bytes: usize,
+    /// After a 5 s grace, a request body must arrive at this many bytes/s on
+    /// average (Kestrel's MinRequestBodyDataRate, 240), or the request gets 408.
+    pub min_request_body_data_rate: u64,
+    /// Port of the durable local RPC endpoint on 127.0.0.1 (the extension's
+    /// 17071); 0 picks a free one.
+    pub local_rpc_port: u16,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            max_connections: 1000,
+            header_timeout: Duration::from_secs(30),
+            max_header_bytes: 32 * 1024,
+            min_request_body_data_rate: 240,
+            local_rpc_port: 17071,
+        }
+    }
+}
+
 impl HostConfig {
     /// Read `path`; a missing file means all defaults.
     pub fn load(path: &Path) -> Result<HostConfig, ConfigError> {
@@ -273,6 +315,19 @@ impl HostConfig {
             return Err(invalid(
                 "wasm",
                 "[wasm] maxMemoryMB and maxInstances must be more than zero".into(),
+            ));
+        }
+        let server = &self.server;
+        if server.max_connections == 0
+            || server.header_timeout.is_zero()
+            || server.max_header_bytes < 8192
+            || server.min_request_body_data_rate == 0
+        {
+            return Err(invalid(
+                "server",
+                "[server] maxConnections, headerTimeout and minRequestBodyDataRate must be more than \
+                 zero, maxHeaderBytes at least 8192"
+                    .into(),
             ));
         }
         let hub = &self.extensions.durable_task.hub_name;

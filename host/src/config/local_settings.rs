@@ -34,6 +34,9 @@ pub struct HostSection {
     pub cors: Option<String>,
     #[serde(rename = "CORSCredentials")]
     pub cors_credentials: bool,
+    /// Enforce keys on loopback too (as `host start --enableAuth`).
+    #[serde(rename = "EnableAuth")]
+    pub enable_auth: bool,
 }
 
 impl Default for HostSection {
@@ -42,6 +45,7 @@ impl Default for HostSection {
             local_http_port: 7071,
             cors: None,
             cors_credentials: false,
+            enable_auth: false,
         }
     }
 }

@@ -384,7 +384,13 @@ impl Engine {
 
     /// The management URLs of an instance, based on `base` (`http://host:port`).
     pub fn management_urls(&self, base: &str, instance_id: &str) -> Value {
-        let q = format!("taskHub={}&connection=Storage", self.hub.name);
+        let mut q = format!("taskHub={}&connection=Storage", self.hub.name);
+        // While keys are enforced the URLs carry the durabletask_extension
+        // system key, as the real extension's do.
+        if let Some(code) = crate::keys::url_code() {
+            q.push_str("&code=");
+            q.extend(percent_encoding::utf8_percent_encode(&code, CODE));
+        }
         let id = percent_encoding::utf8_percent_encode(instance_id, PATH_SEGMENT);
         let instance = format!("{base}/runtime/webhooks/durabletask/instances/{id}");
         json!({
@@ -421,6 +427,14 @@ impl Engine {
         }
     }
 }
+
+/// Characters escaped in a `code=` value (keys are URL-safe base64: none of these).
+const CODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'=');
 
 /// Characters escaped in an instance id used as a URL path segment.
 const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS

@@ -185,6 +185,14 @@ pub trait Blobs: Send + Sync {
     async fn put(&self, container: &str, name: &str, data: Vec<u8>) -> Result<()>;
     /// Write only if the blob does not exist; Conflict if it does.
     async fn put_if_absent(&self, container: &str, name: &str, data: Vec<u8>) -> Result<()>;
+    /// Overwrite only if the blob's ETag is still `etag` (as `get` gave it); Conflict if not.
+    async fn put_if_match(
+        &self,
+        container: &str,
+        name: &str,
+        data: Vec<u8>,
+        etag: &str,
+    ) -> Result<()>;
     /// The blob's bytes and ETag; None if it does not exist.
     async fn get(&self, container: &str, name: &str) -> Result<Option<(Vec<u8>, String)>>;
     async fn delete(&self, container: &str, name: &str) -> Result<()>;

@@ -1,7 +1,9 @@
 // Drive a running fnhost with the real Durable Functions npm client
 // (`durable-functions` 3.x, `df.getClient(context)`), unchanged.
 //
-// Usage: node df_client.mjs http://127.0.0.1:PORT TASKHUB
+// Usage: node df_client.mjs http://127.0.0.1:PORT TASKHUB [SYSTEMKEY RPCBASE]
+// (with SYSTEMKEY and RPCBASE, keys are enforced: the webhook URLs carry
+// `code=` and requests go to the local RPC endpoint, as the extension sets it up)
 //
 // The binding below is what the Functions host hands a Node.js function with a
 // durableClient input binding (the Node worker JSON-parses it into
@@ -17,28 +19,29 @@ import df from "durable-functions";
 const { HttpRequest, InvocationContext } = functions;
 const { OrchestrationRuntimeStatus: S } = df;
 
-const [base, hub] = process.argv.slice(2);
-assert.ok(base && hub, "usage: node df_client.mjs http://127.0.0.1:PORT TASKHUB");
-const rpc = `${base}/runtime/webhooks/durabletask/`;
-const query = `taskHub=${hub}&connection=Storage`;
+const [base, hub, code, rpcBase] = process.argv.slice(2);
+assert.ok(base && hub, "usage: node df_client.mjs http://127.0.0.1:PORT TASKHUB [SYSTEMKEY RPCBASE]");
+const hook = `${base}/runtime/webhooks/durabletask/`;
+const rpc = rpcBase || hook;
+const query = `taskHub=${hub}&connection=Storage` + (code ? `&code=${code}` : "");
 const binding = {
     taskHubName: hub,
     creationUrls: {
-        createNewInstancePostUri: `${rpc}orchestrators/{functionName}[/{instanceId}]?${query}`,
-        createAndWaitOnNewInstancePostUri: `${rpc}orchestrators/{functionName}[/{instanceId}]?timeout={timeoutInSeconds}&pollingInterval={intervalInSeconds}&${query}`,
+        createNewInstancePostUri: `${hook}orchestrators/{functionName}[/{instanceId}]?${query}`,
+        createAndWaitOnNewInstancePostUri: `${hook}orchestrators/{functionName}[/{instanceId}]?timeout={timeoutInSeconds}&pollingInterval={intervalInSeconds}&${query}`,
     },
     managementUrls: {
         id: "INSTANCEID",
-        statusQueryGetUri: `${rpc}instances/INSTANCEID?${query}`,
-        sendEventPostUri: `${rpc}instances/INSTANCEID/raiseEvent/{eventName}?${query}`,
-        terminatePostUri: `${rpc}instances/INSTANCEID/terminate?reason={text}&${query}`,
-        rewindPostUri: `${rpc}instances/INSTANCEID/rewind?reason={text}&${query}`,
-        purgeHistoryDeleteUri: `${rpc}instances/INSTANCEID?${query}`,
-        restartPostUri: `${rpc}instances/INSTANCEID/restart?${query}`,
-        suspendPostUri: `${rpc}instances/INSTANCEID/suspend?reason={text}&${query}`,
-        resumePostUri: `${rpc}instances/INSTANCEID/resume?reason={text}&${query}`,
+        statusQueryGetUri: `${hook}instances/INSTANCEID?${query}`,
+        sendEventPostUri: `${hook}instances/INSTANCEID/raiseEvent/{eventName}?${query}`,
+        terminatePostUri: `${hook}instances/INSTANCEID/terminate?reason={text}&${query}`,
+        rewindPostUri: `${hook}instances/INSTANCEID/rewind?reason={text}&${query}`,
+        purgeHistoryDeleteUri: `${hook}instances/INSTANCEID?${query}`,
+        restartPostUri: `${hook}instances/INSTANCEID/restart?${query}`,
+        suspendPostUri: `${hook}instances/INSTANCEID/suspend?reason={text}&${query}`,
+        resumePostUri: `${hook}instances/INSTANCEID/resume?reason={text}&${query}`,
     },
-    baseUrl: rpc,
+    baseUrl: hook,
     requiredQueryStringParameters: query,
     rpcBaseUrl: rpc,
     httpBaseUrl: "",
@@ -149,7 +152,7 @@ async function main() {
     assert.equal(check.status, 202);
     const checkBody = await check.json();
     assert.equal(checkBody.id, approval);
-    assert.equal(checkBody.statusQueryGetUri, `${rpc}instances/${approval}?${query}`);
+    assert.equal(checkBody.statusQueryGetUri, `${hook}instances/${approval}?${query}`);
     assert.equal(check.headers.get("location"), checkBody.statusQueryGetUri);
     // ...and those URLs work as they are.
     let r = await fetch(checkBody.statusQueryGetUri);
@@ -165,7 +168,7 @@ async function main() {
     const checkResponse = client.createCheckStatusResponse(request(`${base}/api/orchestrators/HelloSequence`), chain);
     assert.equal(checkResponse.status, 202);
     const links = await checkResponse.json();
-    assert.equal(links.sendEventPostUri, `${rpc}instances/${chain}/raiseEvent/{eventName}?${query}`);
+    assert.equal(links.sendEventPostUri, `${hook}instances/${chain}/raiseEvent/{eventName}?${query}`);
     r = await fetch(links.statusQueryGetUri);
     assert.equal(r.status, 200);
     assert.equal((await r.json()).runtimeStatus, S.Completed);

@@ -92,6 +92,22 @@ impl Blobs for AzureBlobs {
             .map_err(|e| self.error(e, format!("creating blob '{container}/{name}'")))
     }
 
+    async fn put_if_match(
+        &self,
+        container: &str,
+        name: &str,
+        data: Vec<u8>,
+        etag: &str,
+    ) -> Result<()> {
+        // Listed and read ETags come bare; the header wants the quoted form.
+        self.blob(container, name)
+            .put_block_blob(data)
+            .if_match(IfMatchCondition::Match(format!("\"{etag}\"")))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e, format!("updating blob '{container}/{name}'")))
+    }
+
     async fn get(&self, container: &str, name: &str) -> Result<Option<(Vec<u8>, String)>> {
         let mut pages = self
             .blob(container, name)

@@ -55,7 +55,7 @@ pub async fn handle(engine: Option<&Arc<Engine>>, req: ApiRequest<'_>) -> Respon
         };
         // Durable Functions' clients read `Message`/`ExceptionMessage` (the
         // Python client's start_new does on a 400).
-        let message = e.to_string();
+        let message = crate::keys::redact::redact(&e.to_string()).into_owned();
         json_response(
             status,
             &json!({ "error": message, "Message": message, "ExceptionMessage": message }),

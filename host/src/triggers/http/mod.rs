@@ -1,8 +1,10 @@
 //! The HTTP trigger: a hyper server that routes `/{routePrefix}/{route}` to
 //! httpTrigger functions, plus the host's admin endpoints.
 
+mod auth;
 mod cors;
 mod durable_api;
+mod keys_api;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,6 +24,8 @@ use tokio::net::TcpListener;
 
 use crate::catalog::Catalog;
 use crate::catalog::routes::RouteMatch;
+use crate::config::{AuthLevel, ServerSection, Trigger};
+use crate::keys::{DURABLE_SYSTEM_KEY, Keys, Need};
 use crate::runtime::{self, InvokeError, Runtime};
 
 pub use cors::Cors;
@@ -39,7 +43,21 @@ pub struct HttpSettings {
     pub cors: Option<Cors>,
     /// host.toml `extensions.http.customHeaders`.
     pub custom_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The app's keys (None when the store could not be opened).
+    pub keys: Option<Arc<Keys>>,
+    /// Whether keys are checked (beyond loopback always; on loopback when asked).
+    pub enforced: bool,
+    /// host.toml `[server]`: connection, header and body limits.
+    pub limits: ServerSection,
+    /// The durable local RPC endpoint: only `/durabletask/...` (the
+    /// management API), no keys; served on loopback only.
+    pub rpc_only: bool,
 }
+
+/// Kestrel's limit on the request line (8 KB): longer answers 414.
+const MAX_REQUEST_TARGET: usize = 8 * 1024;
+/// Kestrel's grace before the minimum body data rate applies.
+const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 
 /// The HTTP trigger's shared state.
 pub struct HttpTrigger {
@@ -70,6 +88,18 @@ impl HttpTrigger {
         })
     }
 
+    /// The same trigger with other settings (the local RPC endpoint's).
+    pub fn with_settings(&self, change: impl FnOnce(&mut HttpSettings)) -> Arc<HttpTrigger> {
+        let mut settings = self.settings.clone();
+        change(&mut settings);
+        HttpTrigger::new(
+            self.catalog.clone(),
+            self.runtime.clone(),
+            self.durable.clone(),
+            settings,
+        )
+    }
+
     /// Serve connections from `listener` until `shutdown` resolves; then stop
     /// accepting and give in-flight requests up to `drain` to finish.
     /// Returns whether every request finished in time.
@@ -80,12 +110,37 @@ impl HttpTrigger {
         drain: Duration,
     ) -> bool {
         let graceful = GracefulShutdown::new();
+        let limits = self.settings.limits.clone();
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(hyper_util::rt::TokioTimer::new())
-            // Slow-loris guard: headers must arrive within 30 s.
-            .header_read_timeout(Duration::from_secs(30));
+            // Slow-loris guard: a request's line and headers must arrive
+            // within headerTimeout (30 s), which also ends idle keep-alives;
+            // they must fit in maxHeaderBytes (32 KiB, else 431). hyper's
+            // default of 100 headers at most stays (setting it moves them to the heap).
+            .header_read_timeout(limits.header_timeout)
+            .max_header_size(limits.max_header_bytes);
+        // A connection holds a permit; beyond maxConnections new ones wait in
+        // the listen backlog until one closes.
+        let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+        let mut full_since: Option<Instant> = None;
         tokio::pin!(shutdown);
         loop {
+            let permit = match permits.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    if full_since.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                        tracing::warn!(
+                            "{} connections are open (host.toml [server] maxConnections): new ones wait",
+                            limits.max_connections
+                        );
+                        full_since = Some(Instant::now());
+                    }
+                    tokio::select! {
+                        p = permits.clone().acquire_owned() => p.expect("never closed"),
+                        () = &mut shutdown => break,
+                    }
+                }
+            };
             tokio::select! {
                 accepted = listener.accept() => {
                     let (stream, peer) = match accepted {
@@ -108,6 +163,7 @@ impl HttpTrigger {
                         if let Err(e) = conn.await {
                             tracing::debug!("connection from {peer}: {e}");
                         }
+                        drop(permit);
                     });
                 }
                 () = &mut shutdown => break,
@@ -139,11 +195,11 @@ impl HttpTrigger {
 
     async fn route(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
-        if path.eq_ignore_ascii_case("/admin/host/status") {
-            return self.host_status(req.method());
-        }
-        if path.eq_ignore_ascii_case("/admin/metrics") {
-            return self.metrics();
+        if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > MAX_REQUEST_TARGET {
+            return error(
+                StatusCode::URI_TOO_LONG,
+                format!("the request target is over {MAX_REQUEST_TARGET} bytes"),
+            );
         }
         let segments: Vec<String> = path
             .split('/')
@@ -154,6 +210,34 @@ impl HttpTrigger {
                     .into_owned()
             })
             .collect();
+        if self.settings.rpc_only {
+            // `/durabletask/...`, and the webhook paths its answers' URLs use.
+            let webhook = segments.len() >= 3
+                && segments[..2]
+                    .iter()
+                    .zip(["runtime", "webhooks"])
+                    .all(|(a, b)| a.eq_ignore_ascii_case(b));
+            let skip = if webhook { 2 } else { 0 };
+            return match segments.get(skip) {
+                Some(s) if s.eq_ignore_ascii_case("durabletask") => {
+                    self.management(req, &segments[skip + 1..]).await
+                }
+                _ => error(
+                    StatusCode::NOT_FOUND,
+                    format!("the local RPC endpoint serves /durabletask/ only, not {path}"),
+                ),
+            };
+        }
+        // `/admin/...` is the host's (as in Azure, no function route can take it).
+        if segments
+            .first()
+            .is_some_and(|s| s.eq_ignore_ascii_case("admin"))
+        {
+            if let Err(denied) = self.authorize(Need::Admin, &req).await {
+                return denied;
+            }
+            return self.admin(req, &segments[1..]).await;
+        }
         let webhooks = ["runtime", "webhooks", "durabletask"];
         if segments.len() >= 3
             && segments
@@ -161,6 +245,9 @@ impl HttpTrigger {
                 .zip(webhooks)
                 .all(|(a, b)| a.eq_ignore_ascii_case(b))
         {
+            if let Err(denied) = self.authorize(Need::System(DURABLE_SYSTEM_KEY), &req).await {
+                return denied;
+            }
             return self.management(req, &segments[3..]).await;
         }
         let prefix: Vec<&str> = self
@@ -202,6 +289,22 @@ impl HttpTrigger {
             }
         };
         drop(table);
+        let need = match &function.trigger {
+            Trigger::Http {
+                auth_level: AuthLevel::Function,
+                ..
+            } => Some(Need::Function(&function.name)),
+            Trigger::Http {
+                auth_level: AuthLevel::Admin,
+                ..
+            } => Some(Need::Admin),
+            _ => None,
+        };
+        if let Some(need) = need
+            && let Err(denied) = self.authorize(need, &req).await
+        {
+            return denied;
+        }
 
         let request = match self.to_wit(req, params).await {
             Ok(r) => r,
@@ -225,7 +328,7 @@ impl HttpTrigger {
                 json_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &json!({
-                        "error": format!("function '{}' failed: {}", invocation.function, e.summary()),
+                        "error": crate::keys::redact::redact(&format!("function '{}' failed: {}", invocation.function, e.summary())),
                         "function": &*invocation.function,
                         "invocationId": &*invocation.id,
                     }),
@@ -284,13 +387,40 @@ impl HttpTrigger {
         if declared.is_some_and(|n| n > limit) {
             return Err(too_large());
         }
-        match Limited::new(body, limit as usize).collect().await {
-            Ok(b) => Ok(b.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Err(e) => Err(error(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the request body: {e}"),
-            )),
+        // Slow senders: after a 5 s grace the body must keep an average of
+        // minRequestBodyDataRate (240 bytes/s): one byte a second is cut at ~5 s.
+        let rate = self.settings.limits.min_request_body_data_rate as f64;
+        let started = tokio::time::Instant::now();
+        let mut body = Limited::new(body, limit as usize);
+        let mut data = bytes::BytesMut::new();
+        loop {
+            let allowed = BODY_RATE_GRACE + Duration::from_secs_f64(data.len() as f64 / rate);
+            match tokio::time::timeout_at(started + allowed, body.frame()).await {
+                Err(_) => {
+                    return Err(error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "the request body arrived slower than {rate} bytes/s \
+                             (host.toml [server] minRequestBodyDataRate)"
+                        ),
+                    ));
+                }
+                Ok(None) => return Ok(data.freeze()),
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(chunk) = frame.into_data() {
+                        data.extend_from_slice(&chunk);
+                    }
+                }
+                Ok(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Err(too_large());
+                }
+                Ok(Some(Err(e))) => {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        format!("cannot read the request body: {e}"),
+                    ));
+                }
+            }
         }
     }
 
@@ -447,7 +577,9 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body>
     r
 }
 
-/// Errors are JSON too: `{"error": "..."}`.
+/// Errors are JSON too: `{"error": "..."}`, with any key or connection
+/// string in the message hidden.
 fn error(status: StatusCode, message: String) -> Response<Body> {
+    let message = crate::keys::redact::redact(&message).into_owned();
     json_response(status, &json!({ "error": message }))
 }
