@@ -11,6 +11,7 @@ pub mod activities;
 pub mod client;
 pub mod history;
 pub mod hub;
+pub mod inspect;
 pub mod instances;
 pub mod model;
 pub mod orchestrations;
@@ -111,6 +112,32 @@ impl Engine {
             .expect("tasks lock")
             .extend([leases, activities]);
         Ok(engine)
+    }
+
+    /// A client of the hub only (`host durable ...`): the client methods work,
+    /// but it takes no leases and polls no queue, so it runs no episode and no
+    /// activity. Nothing is created or read here; `catalog` is what
+    /// `start_new` checks orchestrator names against.
+    pub fn client(
+        storage: Storage,
+        runtime: Arc<Runtime>,
+        catalog: Arc<Catalog>,
+        config: EngineConfig,
+    ) -> Arc<Engine> {
+        Arc::new(Engine {
+            partition_wakers: (0..config.partition_count).map(|_| Notify::new()).collect(),
+            hub: Hub::new(&config.hub_name, config.partition_count, storage),
+            runtime,
+            catalog,
+            config,
+            owned: Mutex::new(HashMap::new()),
+            activity_waker: Notify::new(),
+            finished: broadcast::channel(1).0,
+            stop: watch::channel(true).0,
+            tasks: Mutex::new(Vec::new()),
+            histories: Mutex::new(HashMap::new()),
+            host_id: format!("client-{}", std::process::id()),
+        })
     }
 
     /// Stop taking work, finish what is in hand (messages not finished are

@@ -1,6 +1,7 @@
 //! The HTTP trigger: a hyper server that routes `/{routePrefix}/{route}` to
 //! httpTrigger functions, plus the host's admin endpoints.
 
+mod admin;
 mod cors;
 mod durable_api;
 
@@ -144,6 +145,9 @@ impl HttpTrigger {
         }
         if path.eq_ignore_ascii_case("/admin/metrics") {
             return self.metrics();
+        }
+        if admin::handles(&path) {
+            return self.admin(&req.into_parts().0).await;
         }
         let segments: Vec<String> = path
             .split('/')
