@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod config;
 pub mod console;
 pub mod durable;
+pub mod durable_cli;
 pub mod runtime;
 pub mod start;
 pub mod storage;

@@ -1,4 +1,4 @@
-//! The `host` command line: `host start`, `host build`. No logic lives here.
+//! The `host` command line: `host start`, `host build`, `host durable ...`. No logic lives here.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -40,6 +40,8 @@ enum Command {
         #[arg(long, env = "FNHOST_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
     },
+    /// Manage durable instances straight on storage, like `func durable` (no running host needed).
+    Durable(host::durable_cli::DurableCli),
     /// Compile the function crates under ./functions to wasm32-wasip2 components in their folders.
     Build {
         /// The folder holding the function folders.
@@ -72,6 +74,9 @@ fn main() -> ExitCode {
                     cache_dir,
                 }))
             }),
+        Command::Durable(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(host::durable_cli::run(args))),
         Command::Build { functions } => host::builder::build(&functions).map(|built| {
             for path in built {
                 println!("built {}", path.display());
