@@ -24,9 +24,12 @@ enum Command {
         /// Address to listen on. Beyond loopback, anyone who can reach it can call your functions.
         #[arg(long, env = "FNHOST_LISTEN", default_value = "127.0.0.1")]
         listen: IpAddr,
-        /// Show debug output of the host and the functions.
+        /// Show debug output of the host and the functions (the durable engine's episodes, checkpoints, leases).
         #[arg(short, long)]
         verbose: bool,
+        /// Console lines as `text` (like func start) or `json` (one object per line, for log collectors).
+        #[arg(long, env = "FNHOST_LOG_FORMAT", value_enum, default_value_t = host::console::LogFormat::Text)]
+        log_format: host::console::LogFormat,
         /// The folder holding the function folders (default: <script-root>/functions).
         #[arg(long, env = "FNHOST_FUNCTIONS")]
         functions: Option<PathBuf>,
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
             script_root,
             build,
             cache_dir,
+            log_format,
         } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| {
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
                     verbose,
                     build,
                     cache_dir,
+                    log_format,
                 }))
             }),
         Command::Durable(args) => tokio::runtime::Runtime::new()

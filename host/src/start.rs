@@ -33,6 +33,8 @@ pub struct StartOptions {
     /// Build the function crates before serving.
     pub build: bool,
     pub cache_dir: Option<PathBuf>,
+    /// Console lines as text (`func start`'s) or JSON.
+    pub log_format: crate::console::LogFormat,
 }
 
 /// Run the host until Ctrl+C or SIGTERM.
@@ -43,6 +45,7 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
         opts.verbose,
         host.logging.log_level.get("default").map(String::as_str),
         host.logging.log_level.get("Function").map(String::as_str),
+        opts.log_format,
     );
     let say = |line: &str| tracing::info!(target: "console", "{line}");
     say("");

@@ -124,6 +124,10 @@ async fn try_episode(
         None => history::load(hub, id).await?,
     };
     let state = loaded.as_ref().and_then(InstanceState::of);
+    tracing::debug!(
+        "orchestration '{id}': episode with {} new message(s)",
+        messages.len()
+    );
 
     // A start message begins a new execution when there is none yet, or the
     // previous one finished (a restart) or continued as new.
@@ -521,6 +525,11 @@ async fn try_episode(
         completed: status.is_terminal().then_some(now),
     };
     super::instances::put(hub, &row).await?;
+    tracing::debug!(
+        "orchestration '{id}': checkpointed, {} history records, {}",
+        history.records.len(),
+        status.as_str()
+    );
     if status.is_terminal() {
         engine.finished(id);
     }
