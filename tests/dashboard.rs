@@ -66,7 +66,7 @@ fn dashboard_in_headless_chromium() {
     );
     assert!(out.status.success(), "{text}\n--- host:\n{}", host.output());
     assert!(text.contains("dashboard: all checks passed"), "{text}");
-    for shot in ["instances", "instance", "functions", "phone"] {
+    for shot in ["instances", "instance", "timeline", "functions", "phone"] {
         let png = shots.join(format!("{shot}.png"));
         let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
         assert!(

@@ -165,6 +165,7 @@ try {
   await page.click('#timeline .tl-row[data-kind=activity] .tl-label');
   assert.match(await page.textContent('#timeline .tl-detail'), /"chunk_id"/);
   await page.screenshot({ path: join(shots, 'instance.png'), fullPage: true });
+  await page.locator('.split').screenshot({ path: join(shots, 'timeline.png') });
 
   // Parent and children link to each other.
   await open('#/instances/parent-1');
