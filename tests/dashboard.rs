@@ -1,8 +1,9 @@
-//! The dashboard in a real headless Chromium (Debian's `chromium`, driven by
-//! npm `playwright-core` from tests/browser): list filters and paging, the seed
-//! 002 fan-out's timeline, every action button, functions with their counts,
-//! the key sent as x-functions-key, a phone-width window. Screenshots of the
-//! main views land in target/dashboard-screenshots/.
+//! The dashboard in real headless browsers: Debian's `chromium` driven by npm
+//! `playwright-core` (list filters and paging, the seed 002 fan-out's timeline,
+//! every action button, functions with their counts, the key sent as
+//! x-functions-key, a phone-width window), and Debian's `firefox-esr` driven
+//! by npm `puppeteer-core` over WebDriver BiDi (the same page in the other
+//! engine). Screenshots of the main views land in target/dashboard-screenshots/.
 
 #[path = "support/azurite.rs"]
 mod azurite;
@@ -32,19 +33,20 @@ fn npm_ci(dir: &Path) {
     }
 }
 
-fn chromium() -> String {
-    let path = std::env::var("FNHOST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+/// A browser binary: `env` if set, else Debian's path.
+fn browser(env: &str, debian: &str, package: &str) -> String {
+    let path = std::env::var(env).unwrap_or_else(|_| debian.into());
     assert!(
         Path::new(&path).exists(),
-        "{path} is missing: install Debian's chromium package (`apt-get install chromium`; ./dev test does it), \
-         or point FNHOST_CHROMIUM at a Chromium"
+        "{path} is missing: install Debian's {package} package (`apt-get install {package}`; ./dev test does it), \
+         or point {env} at one"
     );
     path
 }
 
-#[test]
-fn dashboard_in_headless_chromium() {
-    let browser = chromium();
+/// Run `script` (in tests/browser) against a host with the seeds' samples;
+/// it must end with `done`. The screenshot folder.
+fn drive(script: &str, env: (&str, String), done: &str) -> PathBuf {
     let dir = repo().join("tests/browser");
     npm_ci(&dir);
     let azurite = Azurite::start();
@@ -52,10 +54,10 @@ fn dashboard_in_headless_chromium() {
     let host = p.start(&[]);
     let shots = repo().join("target/dashboard-screenshots");
     let out = Command::new("node")
-        .arg(dir.join("dashboard.mjs"))
+        .arg(dir.join(script))
         .arg(&host.base)
         .arg(&shots)
-        .env("FNHOST_CHROMIUM", browser)
+        .env(env.0, env.1)
         .current_dir(&dir)
         .output()
         .expect("running node");
@@ -65,14 +67,40 @@ fn dashboard_in_headless_chromium() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{text}\n--- host:\n{}", host.output());
-    assert!(text.contains("dashboard: all checks passed"), "{text}");
+    assert!(text.contains(done), "{text}");
+    shots
+}
+
+fn png(shots: &Path, name: &str) {
+    let path = shots.join(format!("{name}.png"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        bytes.starts_with(b"\x89PNG"),
+        "{} is not a PNG",
+        path.display()
+    );
+}
+
+#[test]
+fn dashboard_in_headless_chromium() {
+    let chromium = browser("FNHOST_CHROMIUM", "/usr/bin/chromium", "chromium");
+    let shots = drive(
+        "dashboard.mjs",
+        ("FNHOST_CHROMIUM", chromium),
+        "dashboard: all checks passed",
+    );
     for shot in ["instances", "instance", "timeline", "functions", "phone"] {
-        let png = shots.join(format!("{shot}.png"));
-        let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
-        assert!(
-            bytes.starts_with(b"\x89PNG"),
-            "{} is not a PNG",
-            png.display()
-        );
+        png(&shots, shot);
     }
+}
+
+#[test]
+fn dashboard_in_headless_firefox() {
+    let firefox = browser("FNHOST_FIREFOX", "/usr/bin/firefox-esr", "firefox-esr");
+    let shots = drive(
+        "firefox.mjs",
+        ("FNHOST_FIREFOX", firefox),
+        "firefox: all checks passed",
+    );
+    png(&shots, "firefox-instance");
 }

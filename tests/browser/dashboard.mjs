@@ -256,6 +256,26 @@ try {
   await page.waitForSelector('#timeline');
   await page.screenshot({ path: join(shots, 'phone.png') });
 
+  // Keys enforced: until the lead wires require_admin to the master key, the
+  // browser itself answers 401 to calls without the right key, as the host
+  // will. The page asks for the key, then every call carries it.
+  const locked = await browser.newPage();
+  await locked.route(/\/(runtime\/webhooks|admin)\//, (route) => {
+    const given = route.request().headers()['x-functions-key'];
+    if (given === 'the-master-key') return route.continue();
+    return route.fulfill({ status: 401, contentType: 'application/json', body: '{"error":"a master key is needed"}' });
+  });
+  await locked.setViewportSize({ width: 1280, height: 900 });
+  await locked.goto(base + '/dashboard#/instances');
+  await locked.waitForSelector('#key-form:not([hidden])');
+  assert.match(await locked.textContent('#key-note'), /401/);
+  assert.match(await locked.textContent('#instances'), /401/);
+  await locked.fill('#key-input', 'the-master-key');
+  await locked.click('#key-form button[type=submit]');
+  await locked.waitForSelector('#instances tr[data-id]');
+  assert.equal(await locked.isVisible('#key-form'), false);
+  await locked.close();
+
   assert.deepEqual(pageErrors, [], 'no script errors');
 } finally {
   await browser.close();
