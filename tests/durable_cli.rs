@@ -397,13 +397,16 @@ fn durable_commands_steer_instances_of_a_running_host() {
     ok(&p, &["terminate", "--id", "stop-me", "--reason", "enough"]);
     reaches(&p, "stop-me", "Terminated");
 
-    // Rewind a failed activity: it runs again and the instance completes.
-    let fail_until = now_ms() + 1500;
-    start(
-        "CallFlaky",
-        "flaky",
-        &format!(r#"{{"fail_until_ms": {fail_until}}}"#),
-    );
+    // Rewind a failed activity: it runs again and the instance completes. The
+    // activity fails for 5 s: started over HTTP (no CLI start-up in between),
+    // it runs well within that even on a loaded machine.
+    let fail_until = now_ms() + 5000;
+    let r = support::client()
+        .post(host.url("/runtime/webhooks/durabletask/orchestrators/CallFlaky/flaky"))
+        .json(&serde_json::json!({ "fail_until_ms": fail_until }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
     reaches(&p, "flaky", "Failed");
     poll("the flaky window to pass", DEADLINE, || {
         (now_ms() > fail_until).then_some(())

@@ -55,7 +55,9 @@ const fanOut = (await r.json()).id;
 for (const i of [0, 1, 2]) await start('HelloSequence', 'hello-' + i);
 await start('ApprovalWithTimeout', 'appr-event', { timeout_seconds: 600 });
 await start('ApprovalWithTimeout', 'appr-control', { timeout_seconds: 600 });
-const failUntil = Date.now() + 1500;
+// The activity fails for 5 s: it runs within that even on a loaded machine, and the
+// rewind comes long after.
+const failUntil = Date.now() + 5000;
 await start('CallFlaky', 'flaky-1', { fail_until_ms: failUntil });
 await start('SubParent', 'parent-1', 3);
 for (const id of [fanOut, 'hello-0', 'hello-1', 'hello-2', 'parent-1']) await reaches(id, 'Completed');
