@@ -260,6 +260,7 @@ function instanceView(id) {
   const body = h('div', {});
   const answer = h('div', { class: 'panel answer', id: 'answer', hidden: true });
   const auto = h('input', { type: 'checkbox', id: 'auto-refresh', checked: true });
+  const opened = new Set();
   setView('instances',
     h('p', { class: 'toolbar' }, h('a', { href: '#/instances' }, '← Orchestrations'), h('span', { class: 'grow' }),
       h('label', { class: 'muted' }, auto, ' Refresh while it runs')),
@@ -280,7 +281,7 @@ function instanceView(id) {
     const st = s.body;
     const history = hist.status === 200 ? hist.body : null;
     renderHead(head, st, history);
-    renderBody(body, st, history);
+    renderBody(body, st, history, opened);
     if (TERMINAL.includes(st.runtimeStatus)) auto.checked = false;
   }
   load();
@@ -305,7 +306,7 @@ function renderHead(head, st, history) {
       children.length ? [h('dt', {}, 'Children'), h('dd', { id: 'children' }, children.flatMap((c, i) => [i ? ', ' : '', instanceLink(c)]))] : null)));
 }
 
-function renderBody(body, st, history) {
+function renderBody(body, st, history, opened) {
   const payloads = h('div', { class: 'payloads' },
     h('div', { class: 'panel' }, h('h2', {}, 'Input'), pre(st.input)),
     h('div', { class: 'panel' }, h('h2', {}, 'Output'), h('div', { id: 'output' }, pre(st.output))),
@@ -315,7 +316,7 @@ function renderBody(body, st, history) {
   if (failure) parts.push(h('div', { class: 'panel', id: 'failure' }, h('h2', { class: 'error' }, 'Failure'), pre(failure)));
   if (history) {
     parts.push(h('div', { class: 'split' },
-      h('div', { class: 'panel' }, h('h2', {}, 'Timeline'), timeline(history.events, st.runtimeStatus)),
+      h('div', { class: 'panel' }, h('h2', {}, 'Timeline'), timeline(history.events, st.runtimeStatus, opened)),
       h('div', { class: 'panel' }, h('h2', {}, 'History (' + history.events.length + ' events)'), h('pre', { class: 'json', id: 'raw-history' }, json(history.events)))));
   } else {
     parts.push(h('p', { class: 'panel muted' }, 'No history yet: the instance has not started.'));
@@ -381,7 +382,8 @@ function bars(events, status) {
   return out;
 }
 
-function timeline(events, status) {
+/** `opened`: the rows whose details are shown, kept across refreshes. */
+function timeline(events, status, opened) {
   const list = bars(events, status);
   const t0 = Math.min(...list.map((b) => b.start));
   const t1 = Math.max(...list.map((b) => b.end), t0 + 1);
@@ -401,11 +403,14 @@ function timeline(events, status) {
       h('div', { class: 'tl-label' }, h('span', { class: 'kind' }, b.kind === 'sub-orchestration' ? 'sub' : b.kind === 'orchestration' ? '' : b.kind),
         h('span', { class: 'name', title: b.label }, b.label + (b.seq !== undefined ? ' #' + b.seq : '')), h('span', { class: 'dur' }, duration(b.end - b.start))),
       h('div', { class: 'tl-track' }, bar));
+    const detail = () => h('div', { class: 'tl-detail' }, b.instance ? h('p', {}, 'Instance ', instanceLink(b.instance)) : null, pre(b.detail));
+    if (opened.has(i)) row.append(detail());
     row.addEventListener('click', (e) => {
       if (e.target.closest('.tl-detail')) return;
       const open = row.querySelector('.tl-detail');
-      if (open) { open.remove(); return; }
-      row.append(h('div', { class: 'tl-detail' }, b.instance ? h('p', {}, 'Instance ', instanceLink(b.instance)) : null, pre(b.detail)));
+      if (open) { open.remove(); opened.delete(i); return; }
+      opened.add(i);
+      row.append(detail());
     });
     return row;
   });
