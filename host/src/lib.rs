@@ -9,6 +9,7 @@ pub mod config;
 pub mod console;
 pub mod durable;
 pub mod keys;
+pub mod durable_cli;
 pub mod runtime;
 pub mod start;
 pub mod storage;

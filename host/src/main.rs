@@ -1,4 +1,4 @@
-//! The `host` command line: `host start`, `host build`. No logic lives here.
+//! The `host` command line: `host start`, `host build`, `host durable ...`. No logic lives here.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -24,9 +24,12 @@ enum Command {
         /// Address to listen on. Beyond loopback, anyone who can reach it can call your functions.
         #[arg(long, env = "FNHOST_LISTEN", default_value = "127.0.0.1")]
         listen: IpAddr,
-        /// Show debug output of the host and the functions.
+        /// Show debug output of the host and the functions (the durable engine's episodes, checkpoints, leases).
         #[arg(short, long)]
         verbose: bool,
+        /// Console lines as `text` (like func start) or `json` (one object per line, for log collectors).
+        #[arg(long, env = "FNHOST_LOG_FORMAT", value_enum, default_value_t = host::console::LogFormat::Text)]
+        log_format: host::console::LogFormat,
         /// The folder holding the function folders (default: <script-root>/functions).
         #[arg(long, env = "FNHOST_FUNCTIONS")]
         functions: Option<PathBuf>,
@@ -51,6 +54,8 @@ enum Command {
         #[arg(long, env = "FNHOST_SCRIPT_ROOT", default_value = ".", global = true)]
         script_root: PathBuf,
     },
+    /// Manage durable instances straight on storage, like `func durable` (no running host needed).
+    Durable(host::durable_cli::DurableCli),
     /// Compile the function crates under ./functions to wasm32-wasip2 components in their folders.
     Build {
         /// The folder holding the function folders.
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
             build,
             cache_dir,
             enable_auth,
+            log_format,
         } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| {
@@ -112,6 +118,7 @@ fn main() -> ExitCode {
                     build,
                     cache_dir,
                     enable_auth,
+                    log_format,
                 }))
             }),
         Command::Keys {
@@ -147,6 +154,9 @@ fn main() -> ExitCode {
                 .and_then(|rt| rt.block_on(host::keys::cli::run(&script_root, action)))
                 .map(|out| print!("{out}"))
         }
+        Command::Durable(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(host::durable_cli::run(args))),
         Command::Build { functions } => host::builder::build(&functions).map(|built| {
             for path in built {
                 println!("built {}", path.display());

@@ -35,6 +35,8 @@ pub struct StartOptions {
     pub cache_dir: Option<PathBuf>,
     /// Enforce keys on loopback too (`--enableAuth`).
     pub enable_auth: bool,
+    /// Console lines as text (`func start`'s) or JSON.
+    pub log_format: crate::console::LogFormat,
 }
 
 /// Run the host until Ctrl+C or SIGTERM.
@@ -45,6 +47,7 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
         opts.verbose,
         host.logging.log_level.get("default").map(String::as_str),
         host.logging.log_level.get("Function").map(String::as_str),
+        opts.log_format,
     );
     let say = |line: &str| tracing::info!(target: "console", "{line}");
     say("");

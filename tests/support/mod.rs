@@ -184,7 +184,14 @@ impl Host {
             base: String::new(),
         };
         let line = host.wait_for("Listening on http://localhost:", START_DEADLINE);
-        let port = line.rsplit(':').next().unwrap().trim().to_string();
+        // The digits after the last ':' (the line may be JSON: `--log-format json`).
+        let port: String = line
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
         host.base = format!("http://127.0.0.1:{port}");
         host
     }

@@ -365,7 +365,7 @@ impl HostConfig {
 
 /// Task hub names become queue, table and container names: Azure allows 3–45
 /// alphanumerics starting with a letter.
-fn valid_hub_name(name: &str) -> bool {
+pub fn valid_hub_name(name: &str) -> bool {
     (3..=45).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
         && name.chars().all(|c| c.is_ascii_alphanumeric())

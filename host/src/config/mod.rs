@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 pub use function_toml::{AuthLevel, FunctionDef, FunctionFile, Trigger};
-pub use host_toml::{HostConfig, HttpExtension, ServerSection, WasmSection};
+pub use host_toml::{HostConfig, HttpExtension, ServerSection, WasmSection, valid_hub_name};
 pub use local_settings::{AppSettings, HostSection, LocalSettings};
 
 /// A configuration file that could not be used.

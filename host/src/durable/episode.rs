@@ -118,6 +118,10 @@ async fn attempt(
         return Ok(Outcome::Done);
     }
 
+    tracing::debug!(
+        "orchestration '{id}': episode with {} new message(s)",
+        messages.len()
+    );
     // A start message begins a new execution when there is none yet, or the
     // previous one finished (a restart) or continued as new.
     let start = messages.iter().find_map(|m| match &m.event {
@@ -577,6 +581,11 @@ async fn attempt(
     let new_execution = starting.filter(|e| Some(e) != history_execution(&history).as_ref());
     let guest_count = guest_events(&new).len();
     history = history::append(hub, id, history, new_execution, new).await?;
+    tracing::debug!(
+        "orchestration '{id}': checkpointed, {} history records, {}",
+        history.records.len(),
+        status.as_str()
+    );
     for fire_at in timers {
         part.due_at(instant_of(fire_at));
     }

@@ -14,6 +14,7 @@ mod episode;
 pub mod history;
 mod holds;
 pub mod hub;
+pub mod inspect;
 pub mod instances;
 pub mod model;
 mod outbox;
@@ -141,7 +142,47 @@ impl Engine {
     ) -> Result<Arc<Engine>, StorageError> {
         let hub = Hub::new(&config.hub_name, config.partition_count, storage);
         hub.create().await?;
-        let engine = Arc::new(Engine {
+        let host_id = format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
+            std::process::id()
+        );
+        let engine = Arc::new(Engine::new(hub, runtime, catalog, config, host_id));
+        let tasks = [
+            tokio::spawn(ownership::manage(engine.clone())),
+            tokio::spawn(activities::poll(engine.clone())),
+            tokio::spawn(maintain(engine.clone())),
+        ];
+        engine.tasks.lock().expect("tasks lock").extend(tasks);
+        Ok(engine)
+    }
+
+    /// A client of the hub only (`host durable ...`): the client methods work,
+    /// but it takes no partitions and polls no queue, so it runs no episode and
+    /// no activity. Nothing is created or read here; `catalog` is what
+    /// `start_new` checks orchestrator names against.
+    pub fn client(
+        storage: Storage,
+        runtime: Arc<Runtime>,
+        catalog: Arc<Catalog>,
+        config: EngineConfig,
+    ) -> Arc<Engine> {
+        let hub = Hub::new(&config.hub_name, config.partition_count, storage);
+        let id = format!("client-{}", std::process::id());
+        let engine = Engine::new(hub, runtime, catalog, config, id);
+        // Every host is another host to a client: ring for work items too.
+        engine.ownership.assume_others();
+        Arc::new(engine)
+    }
+
+    fn new(
+        hub: Hub,
+        runtime: Arc<Runtime>,
+        catalog: Arc<Catalog>,
+        config: EngineConfig,
+        host_id: String,
+    ) -> Engine {
+        Engine {
             outbox: outbox::Outbox::new(config.partition_count),
             activities: activities::Pool::new(config.max_activities),
             episode_slots: Arc::new(Semaphore::new(config.max_orchestrations.max(1))),
@@ -157,20 +198,9 @@ impl Engine {
             finished: broadcast::channel(1024).0,
             stop: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
-            host_id: format!(
-                "{}-{}",
-                std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
-                std::process::id()
-            ),
+            host_id,
             stats: Stats::default(),
-        });
-        let tasks = [
-            tokio::spawn(ownership::manage(engine.clone())),
-            tokio::spawn(activities::poll(engine.clone())),
-            tokio::spawn(maintain(engine.clone())),
-        ];
-        engine.tasks.lock().expect("tasks lock").extend(tasks);
-        Ok(engine)
+        }
     }
 
     /// Stop taking work, let the activities and episodes in hand finish (for
@@ -315,25 +345,21 @@ impl Engine {
         self.activity_waker.notify_one();
     }
 
-    /// A message was stored in `partition`'s control queue.
-    fn sent_to_partition(self: &Arc<Self>, partition: u32) {
+    /// A message was stored in `partition`'s control queue: poll it now if
+    /// it is ours, else ring the doorbell for its owner (at most once a second).
+    async fn sent_to_partition(&self, partition: u32) {
         match self.owned(partition) {
             Some(p) => p.wake(),
-            None => self.ring(),
+            None => ownership::ring(self).await,
         }
     }
 
     /// Work items were stored in `{hub}-workitems`.
-    fn sent_work(self: &Arc<Self>) {
+    async fn sent_work(&self) {
         self.activity_waker.notify_one();
         if self.ownership.other_hosts() > 0 {
-            self.ring();
+            ownership::ring(self).await;
         }
-    }
-
-    fn ring(self: &Arc<Self>) {
-        let engine = self.clone();
-        tokio::spawn(async move { ownership::ring(&engine).await });
     }
 
     pub(crate) fn finished(&self, instance_id: &str) {

@@ -149,7 +149,7 @@ async fn send_control_batch(engine: &Arc<Engine>, partition: u32, batch: Vec<Wai
     }
     .await;
     if result.is_ok() {
-        engine.sent_to_partition(partition);
+        engine.sent_to_partition(partition).await;
     }
     for done in dones {
         let _ = done.send(result.clone());
@@ -179,7 +179,7 @@ async fn send_work_batch(engine: &Arc<Engine>, batch: Vec<Waiting>) {
     }
     .await;
     if result.is_ok() {
-        engine.sent_work();
+        engine.sent_work().await;
     }
     for done in dones {
         let _ = done.send(result.clone());

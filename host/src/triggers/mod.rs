@@ -4,7 +4,9 @@
 
 pub mod http;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
 use crate::runtime::Invocation;
@@ -36,6 +38,7 @@ pub fn log_executed(
     took: Duration,
 ) {
     INVOCATIONS[usize::from(error.is_some())].fetch_add(1, Ordering::Relaxed);
+    count_for(&invocation.function)[usize::from(error.is_some())].fetch_add(1, Ordering::Relaxed);
     let ms = took.as_millis();
     match error {
         None => tracing::info!(
@@ -48,5 +51,51 @@ pub fn log_executed(
             invocation.function,
             invocation.id
         ),
+    }
+}
+
+/// Per-function counters: succeeded, failed.
+type Counters = Arc<[AtomicU64; 2]>;
+
+/// Invocations finished since start, by function name (for `/admin/functions`
+/// and the dashboard). A read lock and an atomic add per invocation: the write
+/// lock is taken once per function name.
+static PER_FUNCTION: LazyLock<RwLock<HashMap<String, Counters>>> = LazyLock::new(Default::default);
+
+fn count_for(function: &str) -> Counters {
+    if let Some(c) = PER_FUNCTION.read().expect("counters lock").get(function) {
+        return c.clone();
+    }
+    PER_FUNCTION
+        .write()
+        .expect("counters lock")
+        .entry(function.to_string())
+        .or_default()
+        .clone()
+}
+
+/// Invocations of `function` finished since start: (succeeded, failed).
+pub fn invocation_counts(function: &str) -> (u64, u64) {
+    PER_FUNCTION
+        .read()
+        .expect("counters lock")
+        .get(function)
+        .map_or((0, 0), |c| {
+            (c[0].load(Ordering::Relaxed), c[1].load(Ordering::Relaxed))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_per_function() {
+        let ok = invocation("counted_fn");
+        log_executed(&ok, None, Duration::ZERO);
+        log_executed(&ok, None, Duration::ZERO);
+        log_executed(&ok, Some(&"boom"), Duration::ZERO);
+        assert_eq!(invocation_counts("counted_fn"), (2, 1));
+        assert_eq!(invocation_counts("never_ran"), (0, 0));
     }
 }

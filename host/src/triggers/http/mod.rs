@@ -2,6 +2,7 @@
 //! httpTrigger functions, plus the host's admin endpoints.
 
 mod auth;
+mod admin;
 mod cors;
 mod durable_api;
 mod keys_api;
@@ -200,6 +201,14 @@ impl HttpTrigger {
                 StatusCode::URI_TOO_LONG,
                 format!("the request target is over {MAX_REQUEST_TARGET} bytes"),
             );
+        }
+        if admin::handles(&path) {
+            if !admin::is_page(&path)
+                && let Err(denied) = self.authorize(Need::Admin, &req).await
+            {
+                return denied;
+            }
+            return self.dashboard(&req.into_parts().0).await;
         }
         let segments: Vec<String> = path
             .split('/')
