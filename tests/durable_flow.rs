@@ -230,15 +230,25 @@ fn a_packed_message_delivered_twice_is_applied_once() {
                 .unwrap();
         }
     });
-    poll("the ticks to be recorded", DEADLINE, || {
-        let (_, doc) = status(&format!("{url}?showHistory=true"));
-        let raised = doc["historyEvents"]
-            .as_array()?
-            .iter()
-            .filter(|e| e["EventType"] == "EventRaised")
-            .count();
-        (raised >= 3).then_some(())
-    });
+    let deadline = std::time::Instant::now() + DEADLINE;
+    poll(
+        "the ticks to be recorded",
+        DEADLINE + Duration::from_secs(5),
+        || {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the ticks were not recorded:\n{}",
+                host.output()
+            );
+            let (_, doc) = status(&format!("{url}?showHistory=true"));
+            let raised = doc["historyEvents"]
+                .as_array()?
+                .iter()
+                .filter(|e| e["EventType"] == "EventRaised")
+                .count();
+            (raised >= 3).then_some(())
+        },
+    );
     let r = client()
         .post(format!("{url}/raiseEvent/done"))
         .json(&json!(true))

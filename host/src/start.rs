@@ -206,14 +206,15 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
         },
     );
     let (rpc_stop, rpc_stopped) = tokio::sync::watch::channel(false);
-    if host.extensions.durable_task.local_rpc_endpoint_enabled && durable.is_some() {
-        if let Err(e) = start_local_rpc(&http, &host, rpc_stopped).await {
-            // Give back what the engine took before exiting.
-            if let Some(engine) = &durable {
-                engine.stop().await;
-            }
-            return Err(e);
+    if host.extensions.durable_task.local_rpc_endpoint_enabled
+        && durable.is_some()
+        && let Err(e) = start_local_rpc(&http, &host, rpc_stopped).await
+    {
+        // Give back what the engine took before exiting.
+        if let Some(engine) = &durable {
+            engine.stop().await;
         }
+        return Err(e);
     }
     tracing::info!("Host started");
     let finished = http

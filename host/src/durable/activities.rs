@@ -58,10 +58,50 @@ impl Pool {
     }
 }
 
-/// Run `item` here, in the slot `permit` holds.
-pub fn run_local(engine: &Arc<Engine>, item: WorkItem, permit: OwnedSemaphorePermit) {
+/// Run `item` here: in the slot `permit` holds, or in the next free one.
+pub fn run_local(engine: &Arc<Engine>, item: WorkItem, permit: Option<OwnedSemaphorePermit>) {
     let engine = engine.clone();
+    if permit.is_none() {
+        engine.activities.waiting.fetch_add(1, Ordering::Relaxed);
+    }
     tokio::spawn(async move {
+        let permit = match permit {
+            Some(p) => p,
+            None => {
+                // Waiting for a slot: if another host joins meanwhile, it
+                // may take the activity from the queue sooner.
+                let slots = engine.activities.slots.clone();
+                let acquire = slots.acquire_owned();
+                tokio::pin!(acquire);
+                let p = loop {
+                    tokio::select! {
+                        p = &mut acquire => break Some(p.expect("never closed")),
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                            if engine.ownership.other_hosts() > 0 {
+                                break None;
+                            }
+                        }
+                    }
+                };
+                engine.activities.waiting.fetch_sub(1, Ordering::Relaxed);
+                match p {
+                    Some(p) => p,
+                    None => {
+                        if super::outbox::send_work(&engine, vec![item.clone()])
+                            .await
+                            .is_err()
+                        {
+                            // Not queued: run it here after all.
+                            let p = engine.activities.slots.clone().acquire_owned().await;
+                            let result = execute(&engine, &item).await;
+                            drop(p);
+                            deliver(&engine, &item, result, None).await;
+                        }
+                        return;
+                    }
+                }
+            }
+        };
         let result = execute(&engine, &item).await;
         drop(permit);
         engine.activities.freed.notify_one();

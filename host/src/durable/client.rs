@@ -101,29 +101,46 @@ impl Engine {
             parent: None,
             id: Some(uuid::Uuid::new_v4().simple().to_string()),
         };
+        let row = InstanceRow {
+            instance_id: id.clone(),
+            name: orchestrator.to_string(),
+            execution_id,
+            status: RuntimeStatus::Pending,
+            input,
+            output: None,
+            custom_status: None,
+            created: now,
+            last_updated: now,
+            completed: None,
+        };
+        let partition = self.hub.partition_of(&id);
+        if let Some(part) = self.owned(partition).filter(|p| p.is_active()) {
+            // This host runs the instance: the Pending row is the start's only
+            // record (a new owner starts it from the row if this host dies),
+            // and the start goes to the partition in memory, no queue message.
+            instances::put_pending(&self.hub, &row, replaced).await?;
+            part.push(
+                self,
+                &id,
+                vec![super::partition::Work::Message {
+                    message,
+                    held: None,
+                }],
+            );
+            if !part.is_active() {
+                // Lost meanwhile: the queue reaches whoever has it now (the
+                // execution id makes a second start of it a no-op).
+                outbox::send_control(self, vec![part_message(&row)]).await?;
+            }
+            return Ok(id);
+        }
         // The start message first, then the Pending row: a crash between the
         // two leaves an instance that runs (its first episode writes the row),
         // never a Pending row without a start. The row goes in only where no
         // newer one is (the instance may already have run), and before the
         // 202, so the instance is visible as soon as start answers.
         outbox::send_control(self, vec![message]).await?;
-        instances::put_pending(
-            &self.hub,
-            &InstanceRow {
-                instance_id: id.clone(),
-                name: orchestrator.to_string(),
-                execution_id,
-                status: RuntimeStatus::Pending,
-                input,
-                output: None,
-                custom_status: None,
-                created: now,
-                last_updated: now,
-                completed: None,
-            },
-            replaced,
-        )
-        .await?;
+        instances::put_pending(&self.hub, &row, replaced).await?;
         Ok(id)
     }
 
@@ -435,6 +452,21 @@ const CODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~')
     .remove(b'=');
+
+/// The start message of the execution a Pending row describes.
+fn part_message(row: &InstanceRow) -> ControlMessage {
+    ControlMessage {
+        instance_id: row.instance_id.clone(),
+        execution_id: Some(row.execution_id.clone()),
+        event: ControlEvent::Event(HistoryEvent::ExecutionStarted(ExecutionStarted {
+            name: row.name.clone(),
+            input: row.input.clone(),
+            timestamp: row.created,
+        })),
+        parent: None,
+        id: None,
+    }
+}
 
 /// Characters escaped in an instance id used as a URL path segment.
 const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS

@@ -26,6 +26,7 @@ use crate::storage::StorageError;
 
 use super::Engine;
 use super::history::{self, History};
+use super::holds::Held;
 use super::hub::MAX_DELAY;
 use super::instances::{self, Guard};
 use super::model::{
@@ -37,11 +38,20 @@ use super::state::InstanceState;
 
 /// How long a non-final status change may wait for the next one.
 const ROW_DELAY: Duration = Duration::from_secs(1);
+/// How long the history records of episodes that only ran local activities
+/// may wait for their checkpoint: the next episodes' records join them, so
+/// a chain of quick activities is written in a few transactions, not one per
+/// step. A host that dies in that window loses nothing acknowledged: the
+/// messages behind those records are deleted only after the checkpoint, and
+/// the activities run again.
+const CHECKPOINT_DELAY: Duration = Duration::from_millis(50);
+/// Records kept unwritten at most (a long fan-out is written in parts).
+const MAX_UNWRITTEN: usize = 2000;
 
 /// How an episode ended.
 pub enum Outcome {
-    /// Done (checkpointed, or nothing to do): settle the works' messages.
-    Done,
+    /// Done: settle these queue messages (their effects are checkpointed).
+    Done(Vec<Arc<Held>>),
     /// Keep the works and try again after the delay.
     Retry(Duration),
 }
@@ -58,8 +68,10 @@ pub async fn run(
     match attempt(engine, part, id, works, cache, tries).await {
         Err(StorageError::Conflict(_)) => {
             tracing::debug!("orchestration '{id}': history changed under us; replaying again");
-            *cache = None;
-            attempt(engine, part, id, works, cache, tries).await
+            // What the lost records came from is applied again, after a reload.
+            let mut again: Vec<Work> = cache.take().map(|c| c.tail_works).unwrap_or_default();
+            again.extend(works.iter().cloned());
+            attempt(engine, part, id, &again, cache, tries).await
         }
         other => other,
     }
@@ -88,12 +100,39 @@ async fn attempt(
     let now = now_ms();
     let fresh = cache.is_none();
     if fresh && let Some(history) = history::load(hub, id).await? {
-        *cache = Some(Cached {
-            history,
-            row: None,
-            dirty: None,
-            session: None,
-            last_used: Instant::now(),
+        *cache = Some(Cached::new(history));
+    }
+    let recover = fresh || works.iter().any(|w| matches!(w, Work::Recover));
+    let state = cache.as_ref().and_then(|c| InstanceState::of(&c.history));
+    if recover && let (Some(c), Some(s)) = (cache.as_ref(), state.as_ref()) {
+        for fire_at in s.open_timers(&c.history) {
+            part.due_at(instant_of(fire_at));
+        }
+    }
+    // A start that only its Pending row records: the host that took it (and
+    // wrote the row instead of a queue message) died before running it.
+    let mut recovered_start = Vec::new();
+    let only_recover = works.iter().any(|w| matches!(w, Work::Recover))
+        && !works.iter().any(|w| matches!(w, Work::Message { .. }));
+    if only_recover
+        && state.as_ref().is_none_or(|s| s.status.is_terminal())
+        && let Some(row) = instances::get(hub, id).await?
+        && row.status == RuntimeStatus::Pending
+        && cache
+            .as_ref()
+            .is_none_or(|c| c.history.execution_id != row.execution_id)
+    {
+        tracing::info!("orchestration '{id}': starting it from its Pending status row");
+        recovered_start.push(ControlMessage {
+            instance_id: id.to_string(),
+            execution_id: Some(row.execution_id),
+            event: ControlEvent::Event(HistoryEvent::ExecutionStarted(ExecutionStarted {
+                name: row.name,
+                input: row.input,
+                timestamp: row.created,
+            })),
+            parent: None,
+            id: None,
         });
     }
     let messages: Vec<&ControlMessage> = works
@@ -102,20 +141,14 @@ async fn attempt(
             Work::Message { message, .. } => Some(message),
             _ => None,
         })
+        .chain(&recovered_start)
         .collect();
-    let recover = fresh || works.iter().any(|w| matches!(w, Work::Recover));
-    let state = cache.as_ref().and_then(|c| InstanceState::of(&c.history));
-    if recover && let (Some(c), Some(s)) = (cache.as_ref(), state.as_ref()) {
-        for fire_at in s.open_timers(&c.history) {
-            part.due_at(instant_of(fire_at));
-        }
-    }
     if messages.is_empty() {
         if recover {
             redispatch(engine, part, id, cache.as_ref(), &HashSet::new()).await?;
         }
-        flush_row(engine, part, id, cache).await?;
-        return Ok(Outcome::Done);
+        let settle = flush_deferred(engine, part, id, cache, works).await?;
+        return Ok(Outcome::Done(settle));
     }
 
     tracing::debug!(
@@ -154,7 +187,7 @@ async fn attempt(
             "orchestration '{id}': dropping {} message(s) for an instance that does not exist",
             messages.len()
         );
-        return Ok(Outcome::Done);
+        return Ok(Outcome::Done(helds(works)));
     };
     let mut status = match (&starting, &state) {
         (Some(_), _) | (None, None) => RuntimeStatus::Running,
@@ -176,7 +209,7 @@ async fn attempt(
             return Ok(Outcome::Retry(Duration::from_secs(2)));
         }
         *cache = None;
-        return Ok(Outcome::Done);
+        return Ok(Outcome::Done(helds(works)));
     }
 
     let mut new: Vec<StoredRecord> = vec![StoredRecord::new(
@@ -278,27 +311,32 @@ async fn attempt(
         if recover {
             redispatch(engine, part, id, cache.as_ref(), &HashSet::new()).await?;
         }
-        flush_row(engine, part, id, cache).await?;
-        return Ok(Outcome::Done);
+        let settle = flush_deferred(engine, part, id, cache, works).await?;
+        return Ok(Outcome::Done(settle));
     }
 
     // From here the cached state is this episode's: it goes back once checkpointed.
-    let (mut history, mut session, known_row, known_dirty) = match cache.take() {
-        Some(c) if starting.is_some() => {
-            // A new execution: the old one's records stay behind; its session ends.
-            let fresh = History {
-                execution_id: c.history.execution_id,
-                records: Vec::new(),
-                etag: c.history.etag,
-                first_seq: c.history.first_seq,
-                next_seq: c.history.next_seq,
-            };
-            (fresh, None, c.row, c.dirty)
-        }
-        Some(c) => (c.history, c.session, c.row, c.dirty),
-        None => (History::default(), None, None, None),
-    };
-    let flush = works.iter().any(|w| matches!(w, Work::FlushRow));
+    let (mut history, mut session, known_row, known_dirty, mut tail_works, row_due) =
+        match cache.take() {
+            Some(c) => {
+                let mut history = c.history;
+                let mut session = c.session;
+                if let Some(execution) = &starting
+                    && history.execution_id != *execution
+                {
+                    // A new execution: the old one's rows stay behind; its session ends.
+                    history.begin_execution(execution.clone());
+                    session = None;
+                }
+                (history, session, c.row, c.dirty, c.tail_works, c.row_due)
+            }
+            None => {
+                let mut history = History::default();
+                history.begin_execution(execution_id.clone());
+                (history, None, None, None, Vec::new(), None)
+            }
+        };
+    let flush_all = works.iter().any(|w| matches!(w, Work::Flush { all: true }));
     let mut past_len = 0;
     let mut output: Option<String> = None;
     let mut custom_status: Option<Option<String>> = None;
@@ -408,10 +446,13 @@ async fn attempt(
             Ok(r) => r,
             Err(f) => {
                 let parts = (starting, new, parent, input);
+                let mut settle = helds(&tail_works);
+                settle.extend(helds(works));
                 return finish_failed(
                     engine, part, id, history, parts, &name, created, now, f, known_row,
                 )
-                .await;
+                .await
+                .map(|()| Outcome::Done(settle));
             }
         };
         custom_status = Some(response.custom_status.clone());
@@ -550,14 +591,21 @@ async fn attempt(
         session = None;
     }
 
-    // Local dispatch: as many of the new activities as there are free slots
-    // run here after the checkpoint; their TaskScheduled records say so.
+    // Local dispatch: the new activities run on this host while it has free
+    // slots, and all of them when no other host shares the hub (nobody could
+    // take them from the queue sooner); their TaskScheduled records say so.
     let permits = if engine.config.local_dispatch {
         engine.activities.try_reserve(effects.work.len())
     } else {
         Vec::new()
     };
-    let local: Vec<WorkItem> = effects.work.drain(..permits.len()).collect();
+    let all_local = engine.config.local_dispatch && engine.ownership.other_hosts() == 0;
+    let local_count = if all_local {
+        effects.work.len()
+    } else {
+        permits.len()
+    };
+    let local: Vec<WorkItem> = effects.work.drain(..local_count).collect();
     super::Stats::add(&engine.stats.local_activities, local.len());
     super::Stats::add(&engine.stats.queued_activities, effects.work.len());
     let local_ids: HashSet<u32> = local.iter().map(|w| w.task_scheduled_id).collect();
@@ -574,18 +622,50 @@ async fn attempt(
             _ => None,
         })
         .collect();
+    let settled = status.is_terminal() || status == RuntimeStatus::ContinuedAsNew;
+    // Only local activities to run: the checkpoint may wait for the next
+    // episodes' records. Anything another party sees (messages, timers,
+    // queued work, a final or suspended status) is checkpointed now.
+    let must_commit = settled
+        || flush_all
+        || !effects.control.is_empty()
+        || !effects.delayed.is_empty()
+        || !effects.work.is_empty()
+        || history.unwritten + new.len() >= MAX_UNWRITTEN
+        || new.iter().any(|r| {
+            matches!(
+                r.record,
+                Record::Event(HistoryEvent::ExecutionSuspended | HistoryEvent::ExecutionResumed)
+                    | Record::ExecutionTerminated { .. }
+            )
+        });
 
-    // 1. Outbound messages first: an effect is durable before its cause is settled.
-    send_effects(engine, effects).await?;
-    // 2. The history, guarded by the sentinel's ETag.
-    let new_execution = starting.filter(|e| Some(e) != history_execution(&history).as_ref());
     let guest_count = guest_events(&new).len();
-    history = history::append(hub, id, history, new_execution, new).await?;
-    tracing::debug!(
-        "orchestration '{id}': checkpointed, {} history records, {}",
-        history.records.len(),
-        status.as_str()
-    );
+    history.push(new);
+    let settle = if must_commit {
+        // 1. Outbound messages first: an effect is durable before its cause is settled.
+        send_effects(engine, effects).await?;
+        // 2. The history, guarded by the sentinel's ETag.
+        history::commit(hub, id, &mut history).await?;
+        tracing::debug!(
+            "orchestration '{id}': checkpointed, {} history records, {}",
+            history.records.len(),
+            status.as_str()
+        );
+        let mut settle = helds(&std::mem::take(&mut tail_works));
+        settle.extend(helds(works));
+        settle
+    } else {
+        // At most CHECKPOINT_DELAY after the first record left unwritten.
+        part.flush_later(engine, id, CHECKPOINT_DELAY);
+        tail_works.extend(
+            works
+                .iter()
+                .filter(|w| matches!(w, Work::Message { .. }))
+                .cloned(),
+        );
+        Vec::new()
+    };
     for fire_at in timers {
         part.due_at(instant_of(fire_at));
     }
@@ -613,21 +693,22 @@ async fn attempt(
         last_updated: now,
         completed: status.is_terminal().then_some(now),
     };
-    // The row as we last wrote it (any execution: it is the same table row).
     let mut cached = Cached {
-        history,
+        tail_works,
         row: known_row,
-        dirty: None,
-        session: None,
-        last_used: Instant::now(),
+        row_due,
+        ..Cached::new(history)
     };
     let changed = cached.row.as_ref().is_none_or(|(w, _)| row.differs_from(w));
-    let settled = status.is_terminal() || status == RuntimeStatus::ContinuedAsNew;
-    if settled || (flush && changed) {
+    if settled || (flush_all && changed) {
         write_row(engine, part, &mut cached, row).await?;
+        cached.row_due = None;
     } else if changed {
         cached.dirty = Some(row);
-        part.flush_later(id, ROW_DELAY);
+        if cached.row_due.is_none() {
+            cached.row_due = Some(Instant::now() + ROW_DELAY);
+            part.flush_later(engine, id, ROW_DELAY);
+        }
     }
 
     // 4. Activities run here now; results of those that ran are recorded.
@@ -635,8 +716,9 @@ async fn attempt(
     if !local.is_empty() {
         let ids: Vec<u32> = local_ids.iter().copied().collect();
         part.set_local(id, &ids, true);
-        for (item, permit) in local.into_iter().zip(permits) {
-            super::activities::run_local(engine, item, permit);
+        let mut permits = permits.into_iter();
+        for item in local {
+            super::activities::run_local(engine, item, permits.next());
         }
     }
     if recover {
@@ -652,7 +734,55 @@ async fn attempt(
         });
         *cache = Some(cached);
     }
-    Ok(Outcome::Done)
+    Ok(Outcome::Done(settle))
+}
+
+/// The queue messages behind `works`.
+fn helds(works: &[Work]) -> Vec<Arc<Held>> {
+    works
+        .iter()
+        .filter_map(|w| match w {
+            Work::Message { held, .. } => held.clone(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Write what earlier episodes deferred: their history records when a Flush
+/// asks, the status row once it is due (or at once for `Flush { all }`).
+/// The queue messages to settle.
+async fn flush_deferred(
+    engine: &Arc<Engine>,
+    part: &Arc<Partition>,
+    id: &str,
+    cache: &mut Option<Cached>,
+    works: &[Work],
+) -> Result<Vec<Arc<Held>>, StorageError> {
+    let all = works.iter().any(|w| matches!(w, Work::Flush { all: true }));
+    let flush = works.iter().any(|w| matches!(w, Work::Flush { .. }));
+    let mut settle = helds(works);
+    let Some(c) = cache.as_mut() else {
+        return Ok(settle);
+    };
+    if flush && c.history.unwritten > 0 {
+        history::commit(&engine.hub, id, &mut c.history).await?;
+        tracing::debug!(
+            "orchestration '{id}': checkpointed, {} history records",
+            c.history.records.len()
+        );
+        settle.extend(helds(&std::mem::take(&mut c.tail_works)));
+    }
+    let now = Instant::now();
+    match (c.dirty.is_some(), c.row_due) {
+        (true, due) if all || due.is_some_and(|t| t <= now) => {
+            let row = c.dirty.take().expect("checked");
+            c.row_due = None;
+            write_row(engine, part, c, row).await?;
+        }
+        (true, Some(due)) => part.flush_later(engine, id, due.saturating_duration_since(now)),
+        _ => {}
+    }
+    Ok(settle)
 }
 
 /// Send an episode's messages: control messages packed by partition, timers
@@ -709,28 +839,15 @@ async fn redispatch(
     );
     let permits = engine.activities.try_reserve(open.len());
     let mut open = open;
-    let remote = open.split_off(permits.len());
-    super::outbox::send_work(engine, remote).await?;
+    if engine.ownership.other_hosts() > 0 {
+        let remote = open.split_off(permits.len());
+        super::outbox::send_work(engine, remote).await?;
+    }
     let ids: Vec<u32> = open.iter().map(|w| w.task_scheduled_id).collect();
     part.set_local(id, &ids, true);
-    for (item, permit) in open.into_iter().zip(permits) {
-        super::activities::run_local(engine, item, permit);
-    }
-    Ok(())
-}
-
-/// Write the row an earlier episode deferred.
-async fn flush_row(
-    engine: &Arc<Engine>,
-    part: &Arc<Partition>,
-    _id: &str,
-    cache: &mut Option<Cached>,
-) -> Result<(), StorageError> {
-    let Some(c) = cache.as_mut() else {
-        return Ok(());
-    };
-    if let Some(row) = c.dirty.take() {
-        write_row(engine, part, c, row).await?;
+    let mut permits = permits.into_iter();
+    for item in open {
+        super::activities::run_local(engine, item, permits.next());
     }
     Ok(())
 }
@@ -834,7 +951,7 @@ async fn finish_failed(
     now: u64,
     f: Failure,
     known_row: Option<(InstanceRow, String)>,
-) -> Result<Outcome, StorageError> {
+) -> Result<(), StorageError> {
     tracing::error!("orchestration '{id}' failed: {}", f.message);
     let output = failure_output(&f);
     if let Some(p) = &parent {
@@ -866,15 +983,12 @@ async fn finish_failed(
         completed: Some(now),
     };
     let mut cached = Cached {
-        history,
         row: known_row,
-        dirty: None,
-        session: None,
-        last_used: Instant::now(),
+        ..Cached::new(history)
     };
     write_row(engine, part, &mut cached, row).await?;
     engine.finished(id);
-    Ok(Outcome::Done)
+    Ok(())
 }
 
 /// Move aside the work of an instance whose episodes keep failing the same

@@ -16,7 +16,8 @@ const SENTINEL: &str = "sentinel";
 /// Azure's entity group transactions take at most 100 operations.
 const BATCH: usize = 100;
 
-/// The loaded history of an instance's current execution.
+/// The loaded history of an instance's current execution, and the records
+/// added in memory since the last checkpoint (the last `unwritten` ones).
 #[derive(Debug, Clone, Default)]
 pub struct History {
     pub execution_id: String,
@@ -24,7 +25,43 @@ pub struct History {
     /// The sentinel's ETag; None before the first checkpoint.
     pub etag: Option<String>,
     pub first_seq: u64,
+    /// The sequence number of the first record not written yet.
     pub next_seq: u64,
+    /// Records at the end of `records` not written yet.
+    pub unwritten: usize,
+    /// `execution_id` begins a new range that the sentinel does not name yet.
+    pub new_range: bool,
+}
+
+impl History {
+    /// Begin a new execution (start, restart, continue-as-new): its records
+    /// follow the previous execution's rows, which stay behind.
+    pub fn begin_execution(&mut self, execution_id: String) {
+        self.execution_id = execution_id;
+        self.first_seq = self.next_seq;
+        self.records.clear();
+        self.unwritten = 0;
+        self.new_range = true;
+    }
+
+    /// Whether the execution ended (completed, failed, terminated or continued as new).
+    pub fn is_finished(&self) -> bool {
+        use super::model::Record;
+        matches!(
+            self.records.last().map(|r| &r.record),
+            Some(
+                Record::ExecutionCompleted { .. }
+                    | Record::ExecutionTerminated { .. }
+                    | Record::ContinuedAsNew { .. }
+            )
+        )
+    }
+
+    /// Add records in memory; [`commit`] writes them.
+    pub fn push(&mut self, records: Vec<StoredRecord>) {
+        self.unwritten += records.len();
+        self.records.extend(records);
+    }
 }
 
 fn row_key(seq: u64) -> String {
@@ -76,12 +113,14 @@ pub async fn load(hub: &Hub, instance_id: &str) -> Result<Option<History>, Stora
         etag: sentinel.etag.clone(),
         first_seq,
         next_seq,
+        unwritten: 0,
+        new_range: false,
     }))
 }
 
 /// Append `new` to the history, starting a new execution first when
-/// `new_execution` is given. Conflict if another writer checkpointed since
-/// `history` was loaded. Returns the updated history.
+/// `new_execution` is given, and write it. Conflict if another writer
+/// checkpointed since `history` was loaded. Returns the updated history.
 pub async fn append(
     hub: &Hub,
     instance_id: &str,
@@ -90,10 +129,24 @@ pub async fn append(
     new: Vec<StoredRecord>,
 ) -> Result<History, StorageError> {
     if let Some(execution) = new_execution {
-        history.execution_id = execution;
-        history.first_seq = history.next_seq;
-        history.records.clear();
+        history.begin_execution(execution);
     }
+    history.push(new);
+    commit(hub, instance_id, &mut history).await?;
+    Ok(history)
+}
+
+/// Write the records not written yet (a checkpoint). Conflict if another
+/// writer checkpointed since `history` was loaded; `history` is unchanged then.
+pub async fn commit(
+    hub: &Hub,
+    instance_id: &str,
+    history: &mut History,
+) -> Result<(), StorageError> {
+    if history.unwritten == 0 && !history.new_range && history.etag.is_some() {
+        return Ok(());
+    }
+    let new = &history.records[history.records.len() - history.unwritten..];
     let mut rows = Vec::with_capacity(new.len());
     for (i, record) in new.iter().enumerate() {
         let seq = history.next_seq + i as u64;
@@ -146,8 +199,9 @@ pub async fn append(
     })?;
     history.etag = Some(etag);
     history.next_seq = next_seq;
-    history.records.extend(new);
-    Ok(history)
+    history.unwritten = 0;
+    history.new_range = false;
+    Ok(())
 }
 
 /// Delete every history row of an instance (all executions).

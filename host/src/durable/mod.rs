@@ -206,7 +206,7 @@ impl Engine {
     /// Stop taking work, let the activities and episodes in hand finish (for
     /// at most 20 s), give back the messages not finished, and release the
     /// partitions so that another host takes over at once.
-    pub async fn stop(&self) {
+    pub async fn stop(self: &Arc<Self>) {
         let _ = self.stop.send(true);
         self.activity_waker.notify_one();
         let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().expect("tasks lock"));
@@ -276,9 +276,10 @@ impl Engine {
         self.tasks.lock().expect("tasks lock").push(poller);
     }
 
-    /// Stop processing a partition; `graceful`: let its episodes finish and
-    /// give its messages back at once (else they reappear after their timeout).
-    async fn stop_partition(&self, number: u32, graceful: bool) {
+    /// Stop processing a partition; `graceful`: write what its episodes
+    /// deferred, let them finish and give its messages back at once (else
+    /// they reappear after their timeout).
+    async fn stop_partition(self: &Arc<Self>, number: u32, graceful: bool) {
         let Some(part) = self
             .partitions
             .lock()
@@ -287,6 +288,10 @@ impl Engine {
         else {
             return;
         };
+        if graceful {
+            // What episodes deferred is written before the partition goes.
+            part.flush_all(self, Duration::from_secs(10)).await;
+        }
         part.deactivate();
         if graceful {
             part.wait_idle(Duration::from_secs(10)).await;
@@ -306,12 +311,17 @@ impl Engine {
         let Some(part) = self.owned(number) else {
             return;
         };
-        if !part.is_active() {
+        if !part.is_active()
+            || part
+                .draining
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
             return;
         }
-        part.deactivate();
         let engine = self.clone();
         tokio::spawn(async move {
+            part.flush_all(&engine, Duration::from_secs(10)).await;
+            part.deactivate();
             part.wait_idle(Duration::from_secs(10)).await;
             for held in engine.holds.of(Some(number)) {
                 engine

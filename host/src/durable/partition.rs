@@ -35,6 +35,7 @@ const MAX_BACKLOG: usize = 5000;
 /// One unit of work for an instance's next episode.
 // Nearly every value is a Message: boxing it would only add an allocation.
 #[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
 pub enum Work {
     /// A control message (from the queue, with the queue message to settle,
     /// or from a local activity).
@@ -44,20 +45,40 @@ pub enum Work {
     },
     /// Check the instance for work a dead host left unfinished.
     Recover,
-    /// Write the status row that an earlier episode deferred.
-    FlushRow,
+    /// Write what earlier episodes deferred: the history records not
+    /// checkpointed yet, and the status row once it is due (`all`: now).
+    Flush { all: bool },
 }
 
 /// What this host keeps of an instance between its episodes.
 pub struct Cached {
+    /// The history; its last `unwritten` records are not checkpointed yet.
     pub history: History,
+    /// The work whose effects are in those records: settled (its queue
+    /// messages deleted) once they are written, taken again if they are lost.
+    pub tail_works: Vec<Work>,
     /// The row as this host last wrote it, and its ETag.
     pub row: Option<(InstanceRow, String)>,
-    /// A newer row not written yet (a non-final change, written within a second).
+    /// A newer row not written yet (a non-final change), and when it is due.
     pub dirty: Option<InstanceRow>,
+    pub row_due: Option<Instant>,
     /// The orchestrator's live wasm instance (extended sessions).
     pub session: Option<OrchestratorSession>,
     pub last_used: Instant,
+}
+
+impl Cached {
+    pub fn new(history: History) -> Cached {
+        Cached {
+            history,
+            tail_works: Vec::new(),
+            row: None,
+            dirty: None,
+            row_due: None,
+            session: None,
+            last_used: Instant::now(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -67,7 +88,7 @@ struct Slot {
     cache: Option<Cached>,
     /// Task ids of the current execution running on this host now.
     local: HashSet<u32>,
-    /// When a deferred row write is due.
+    /// When the next deferred write is due (a timer pushes a Flush then).
     flush_at: Option<Instant>,
     /// Episodes that failed in a row.
     failures: u32,
@@ -83,6 +104,8 @@ pub struct Partition {
     backlog: AtomicUsize,
     /// Cleared when the partition is being drained or was lost: no new episodes.
     active: AtomicBool,
+    /// Another host asked for it: a drain is under way.
+    pub draining: AtomicBool,
     episodes: AtomicUsize,
     idle: Notify,
     /// Renewals keep this ahead of now; past it the partition is not ours.
@@ -100,6 +123,7 @@ impl Partition {
             slots: Mutex::new(HashMap::new()),
             backlog: AtomicUsize::new(0),
             active: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
             episodes: AtomicUsize::new(0),
             idle: Notify::new(),
             valid_until: Mutex::new(renewed_at + validity(engine)),
@@ -179,13 +203,70 @@ impl Partition {
             .unwrap_or_default()
     }
 
-    /// Ask for a row write within `delay` (an episode deferred it).
-    pub fn flush_later(&self, instance: &str, delay: Duration) {
-        let mut slots = self.slots.lock().expect("partition lock");
-        let slot = slots.entry(instance.to_string()).or_default();
+    /// Push a Flush for `instance` after `delay` (an episode deferred a write).
+    pub fn flush_later(self: &Arc<Self>, engine: &Arc<Engine>, instance: &str, delay: Duration) {
         let at = Instant::now() + delay;
-        if slot.flush_at.is_none_or(|t| at < t) {
+        {
+            let mut slots = self.slots.lock().expect("partition lock");
+            let slot = slots.entry(instance.to_string()).or_default();
+            if slot.flush_at.is_some_and(|t| t <= at) {
+                return;
+            }
             slot.flush_at = Some(at);
+        }
+        let (engine, part, instance) = (engine.clone(), self.clone(), instance.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            let due = {
+                let mut slots = part.slots.lock().expect("partition lock");
+                match slots.get_mut(&instance) {
+                    Some(slot) if slot.flush_at == Some(at) => {
+                        slot.flush_at = None;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if due {
+                part.push(&engine, &instance, vec![Work::Flush { all: false }]);
+            }
+        });
+    }
+
+    /// Write every deferred history and row now (before the partition is
+    /// handed over or the host stops), waiting at most `limit`.
+    pub async fn flush_all(self: &Arc<Self>, engine: &Arc<Engine>, limit: Duration) {
+        let pending: Vec<String> = {
+            let slots = self.slots.lock().expect("partition lock");
+            slots
+                .iter()
+                .filter(|(_, s)| {
+                    s.cache
+                        .as_ref()
+                        .is_some_and(|c| c.history.unwritten > 0 || c.dirty.is_some())
+                        || s.running
+                })
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for id in &pending {
+            self.push(engine, id, vec![Work::Flush { all: true }]);
+        }
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let left = {
+                let slots = self.slots.lock().expect("partition lock");
+                slots.values().any(|s| {
+                    s.running
+                        || s.cache
+                            .as_ref()
+                            .is_some_and(|c| c.history.unwritten > 0 || c.dirty.is_some())
+                })
+            };
+            if !left {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -219,36 +300,25 @@ impl Partition {
             .count()
     }
 
-    /// Drop cached histories and sessions idle longer than `idle` (all of
-    /// them for zero), and start the row writes that fell due.
-    fn sweep(self: &Arc<Self>, engine: &Arc<Engine>, session_idle: Duration) {
+    /// Drop the sessions idle longer than `idle`, and forget idle slots.
+    fn sweep(&self, session_idle: Duration) {
         let now = Instant::now();
-        let mut flush = Vec::new();
-        {
-            let mut slots = self.slots.lock().expect("partition lock");
-            for (id, slot) in slots.iter_mut() {
-                if let Some(c) = slot.cache.as_mut()
-                    && c.session.is_some()
-                    && now.duration_since(c.last_used) > session_idle
-                {
-                    c.session = None;
-                }
-                if slot.flush_at.is_some_and(|t| t <= now) {
-                    slot.flush_at = None;
-                    flush.push(id.clone());
-                }
+        let mut slots = self.slots.lock().expect("partition lock");
+        for slot in slots.values_mut() {
+            if let Some(c) = slot.cache.as_mut()
+                && c.session.is_some()
+                && now.duration_since(c.last_used) > session_idle
+            {
+                c.session = None;
             }
-            slots.retain(|_, s| {
-                s.running
-                    || !s.pending.is_empty()
-                    || s.cache.is_some()
-                    || !s.local.is_empty()
-                    || s.flush_at.is_some()
-            });
         }
-        for id in flush {
-            self.push(engine, &id, vec![Work::FlushRow]);
-        }
+        slots.retain(|_, s| {
+            s.running
+                || !s.pending.is_empty()
+                || s.cache.is_some()
+                || !s.local.is_empty()
+                || s.flush_at.is_some()
+        });
     }
 
     /// Forget the cached history of one instance (purged or rewound by a client).
@@ -263,7 +333,12 @@ impl Partition {
     /// Forget every cached history and session (the cache bound was reached).
     pub fn forget_caches(&self) {
         for slot in self.slots.lock().expect("partition lock").values_mut() {
-            if !slot.running && slot.cache.as_ref().is_none_or(|c| c.dirty.is_none()) {
+            if !slot.running
+                && slot
+                    .cache
+                    .as_ref()
+                    .is_none_or(|c| c.dirty.is_none() && c.history.unwritten == 0)
+            {
                 slot.cache = None;
             }
         }
@@ -300,25 +375,34 @@ async fn run_instance(engine: Arc<Engine>, part: Arc<Partition>, id: String) {
         let result = super::episode::run(&engine, &part, &id, &works, &mut cache, tries).await;
         drop(permit);
         let retry = match result {
-            Ok(super::episode::Outcome::Done) => {
-                let helds: Vec<Arc<Held>> = works
-                    .iter()
-                    .filter_map(|w| match w {
-                        Work::Message { held, .. } => held.clone(),
-                        _ => None,
-                    })
-                    .collect();
+            Ok(super::episode::Outcome::Done(helds)) => {
                 for held in &helds {
                     engine.holds.settle(&engine.hub.storage, held).await;
                 }
                 None
             }
             Ok(super::episode::Outcome::Retry(delay)) => Some((delay, None)),
-            Err(e) => {
-                cache = None;
-                Some((Duration::from_secs(1), Some(e)))
-            }
+            Err(e) => Some((Duration::from_secs(1), Some(e))),
         };
+        // Work whose effects were lost with the cache is taken again.
+        let mut works = works;
+        if retry.is_some() {
+            if let Some(c) = cache.take_if(|_| matches!(retry, Some((_, Some(_))))) {
+                let mut again = c.tail_works;
+                again.append(&mut works);
+                works = again;
+            }
+        } else {
+            works.clear();
+        }
+        // A finished instance is not cached: clients (a rewind, a restart,
+        // `host durable` in another process) may change it behind our back.
+        if cache
+            .as_ref()
+            .is_some_and(|c| c.history.is_finished() && c.history.unwritten == 0)
+        {
+            cache = None;
+        }
         let failures = {
             let mut slots = part.slots.lock().expect("partition lock");
             let slot = slots.entry(id.clone()).or_default();
@@ -398,7 +482,7 @@ pub async fn poll(engine: Arc<Engine>, part: Arc<Partition>) {
             return;
         }
         if last_sweep.elapsed() >= sweep_every {
-            part.sweep(&engine, engine.config.session_idle);
+            part.sweep(engine.config.session_idle);
             last_sweep = Instant::now();
         }
         if part.backlog.load(Ordering::Relaxed) >= MAX_BACKLOG {
@@ -441,7 +525,7 @@ pub async fn poll(engine: Arc<Engine>, part: Arc<Partition>) {
             }
             tokio::select! {
                 _ = tokio::time::sleep(left.min(sweep_every)) => {
-                    part.sweep(&engine, engine.config.session_idle);
+                    part.sweep(engine.config.session_idle);
                     last_sweep = Instant::now();
                 }
                 _ = part.wake.notified() => {

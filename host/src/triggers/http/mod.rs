@@ -1,8 +1,8 @@
 //! The HTTP trigger: a hyper server that routes `/{routePrefix}/{route}` to
 //! httpTrigger functions, plus the host's admin endpoints.
 
-mod auth;
 mod admin;
+mod auth;
 mod cors;
 mod durable_api;
 mod keys_api;
