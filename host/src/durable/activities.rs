@@ -282,7 +282,11 @@ async fn deliver(
         part.push(
             engine,
             &item.instance_id,
-            vec![Work::Message { message, held }],
+            vec![Work::Message {
+                message,
+                held,
+                ack: None,
+            }],
         );
         return;
     }

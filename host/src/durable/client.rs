@@ -115,24 +115,28 @@ impl Engine {
         };
         let partition = self.hub.partition_of(&id);
         if let Some(part) = self.owned(partition).filter(|p| p.is_active()) {
-            // This host runs the instance: the Pending row is the start's only
-            // record (a new owner starts it from the row if this host dies),
-            // and the start goes to the partition in memory, no queue message.
-            instances::put_pending(&self.hub, &row, replaced).await?;
+            // This host runs the instance: the start goes to the partition in
+            // memory (no queue message, no Pending row), and the 202 waits
+            // for its first checkpoint, which writes the history and the
+            // status row (for a quick orchestration, already its final one).
+            let (done, started) = tokio::sync::oneshot::channel();
             part.push(
                 self,
                 &id,
                 vec![super::partition::Work::Message {
                     message,
                     held: None,
+                    ack: Some(Arc::new(std::sync::Mutex::new(Some(done)))),
                 }],
             );
-            if !part.is_active() {
-                // Lost meanwhile: the queue reaches whoever has it now (the
-                // execution id makes a second start of it a no-op).
-                outbox::send_control(self, vec![part_message(&row)]).await?;
-            }
-            return Ok(id);
+            return match tokio::time::timeout(Duration::from_secs(30), started).await {
+                Ok(Ok(())) => Ok(id),
+                // The partition moved while it waited, or storage is down:
+                // the start may or may not have happened.
+                _ => Err(ClientError::Storage(StorageError::Unavailable(format!(
+                    "the start of '{id}' was not confirmed: check its status before starting it again"
+                )))),
+            };
         }
         // The start message first, then the Pending row: a crash between the
         // two leaves an instance that runs (its first episode writes the row),
@@ -452,21 +456,6 @@ const CODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~')
     .remove(b'=');
-
-/// The start message of the execution a Pending row describes.
-fn part_message(row: &InstanceRow) -> ControlMessage {
-    ControlMessage {
-        instance_id: row.instance_id.clone(),
-        execution_id: Some(row.execution_id.clone()),
-        event: ControlEvent::Event(HistoryEvent::ExecutionStarted(ExecutionStarted {
-            name: row.name.clone(),
-            input: row.input.clone(),
-            timestamp: row.created,
-        })),
-        parent: None,
-        id: None,
-    }
-}
 
 /// Characters escaped in an instance id used as a URL path segment.
 const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS

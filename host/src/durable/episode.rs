@@ -26,7 +26,6 @@ use crate::storage::StorageError;
 
 use super::Engine;
 use super::history::{self, History};
-use super::holds::Held;
 use super::hub::MAX_DELAY;
 use super::instances::{self, Guard};
 use super::model::{
@@ -45,13 +44,18 @@ const ROW_DELAY: Duration = Duration::from_secs(1);
 /// messages behind those records are deleted only after the checkpoint, and
 /// the activities run again.
 const CHECKPOINT_DELAY: Duration = Duration::from_millis(50);
+/// The same for an episode whose start a client waits on (its 202 comes after
+/// the checkpoint): short, but long enough for a quick orchestration to finish
+/// first, so that its history and final status are written once each.
+const START_DELAY: Duration = Duration::from_millis(10);
 /// Records kept unwritten at most (a long fan-out is written in parts).
 const MAX_UNWRITTEN: usize = 2000;
 
 /// How an episode ended.
 pub enum Outcome {
-    /// Done: settle these queue messages (their effects are checkpointed).
-    Done(Vec<Arc<Held>>),
+    /// Done: these works' effects are checkpointed: settle their queue
+    /// messages, answer the clients waiting on them.
+    Done(Vec<Work>),
     /// Keep the works and try again after the delay.
     Retry(Duration),
 }
@@ -657,7 +661,16 @@ async fn attempt(
         settle
     } else {
         // At most CHECKPOINT_DELAY after the first record left unwritten.
-        part.flush_later(engine, id, CHECKPOINT_DELAY);
+        let waited_on = works.iter().chain(&tail_works).any(Work::acked);
+        part.flush_later(
+            engine,
+            id,
+            if waited_on {
+                START_DELAY
+            } else {
+                CHECKPOINT_DELAY
+            },
+        );
         tail_works.extend(
             works
                 .iter()
@@ -700,7 +713,9 @@ async fn attempt(
         ..Cached::new(history)
     };
     let changed = cached.row.as_ref().is_none_or(|(w, _)| row.differs_from(w));
-    if settled || (flush_all && changed) {
+    // A client's 202 waits for this checkpoint: the instance must be visible.
+    let acking = settle.iter().any(Work::acked);
+    if settled || ((flush_all || acking) && changed) {
         write_row(engine, part, &mut cached, row).await?;
         cached.row_due = None;
     } else if changed {
@@ -737,14 +752,12 @@ async fn attempt(
     Ok(Outcome::Done(settle))
 }
 
-/// The queue messages behind `works`.
-fn helds(works: &[Work]) -> Vec<Arc<Held>> {
+/// The works of `works` whose effects a checkpoint makes durable.
+fn helds(works: &[Work]) -> Vec<Work> {
     works
         .iter()
-        .filter_map(|w| match w {
-            Work::Message { held, .. } => held.clone(),
-            _ => None,
-        })
+        .filter(|w| matches!(w, Work::Message { .. }))
+        .cloned()
         .collect()
 }
 
@@ -757,7 +770,7 @@ async fn flush_deferred(
     id: &str,
     cache: &mut Option<Cached>,
     works: &[Work],
-) -> Result<Vec<Arc<Held>>, StorageError> {
+) -> Result<Vec<Work>, StorageError> {
     let all = works.iter().any(|w| matches!(w, Work::Flush { all: true }));
     let flush = works.iter().any(|w| matches!(w, Work::Flush { .. }));
     let mut settle = helds(works);
@@ -773,8 +786,9 @@ async fn flush_deferred(
         settle.extend(helds(&std::mem::take(&mut c.tail_works)));
     }
     let now = Instant::now();
+    let acking = settle.iter().any(Work::acked);
     match (c.dirty.is_some(), c.row_due) {
-        (true, due) if all || due.is_some_and(|t| t <= now) => {
+        (true, due) if all || acking || due.is_some_and(|t| t <= now) => {
             let row = c.dirty.take().expect("checked");
             c.row_due = None;
             write_row(engine, part, c, row).await?;
@@ -999,7 +1013,7 @@ pub async fn set_aside(engine: &Arc<Engine>, part: &Arc<Partition>, id: &str) {
     let mut helds = Vec::new();
     let mut texts = Vec::new();
     for w in &works {
-        if let Work::Message { message, held } = w {
+        if let Work::Message { message, held, .. } = w {
             texts.push(serde_json::to_string(message).expect("messages serialize"));
             if let Some(h) = held {
                 helds.push(h.clone());

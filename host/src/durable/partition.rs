@@ -42,12 +42,24 @@ pub enum Work {
     Message {
         message: ControlMessage,
         held: Option<Arc<Held>>,
+        /// A client waits for this start to be durable (a local start).
+        ack: Option<Ack>,
     },
     /// Check the instance for work a dead host left unfinished.
     Recover,
     /// Write what earlier episodes deferred: the history records not
     /// checkpointed yet, and the status row once it is due (`all`: now).
     Flush { all: bool },
+}
+
+/// Told once the start it belongs to is checkpointed (its status row written).
+pub type Ack = Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>>;
+
+impl Work {
+    /// A client waits on it.
+    pub fn acked(&self) -> bool {
+        matches!(self, Work::Message { ack: Some(_), .. })
+    }
 }
 
 /// What this host keeps of an instance between its episodes.
@@ -375,9 +387,19 @@ async fn run_instance(engine: Arc<Engine>, part: Arc<Partition>, id: String) {
         let result = super::episode::run(&engine, &part, &id, &works, &mut cache, tries).await;
         drop(permit);
         let retry = match result {
-            Ok(super::episode::Outcome::Done(helds)) => {
-                for held in &helds {
-                    engine.holds.settle(&engine.hub.storage, held).await;
+            Ok(super::episode::Outcome::Done(settled)) => {
+                for w in &settled {
+                    if let Work::Message { held, ack, .. } = w {
+                        if let Some(held) = held {
+                            engine.holds.settle(&engine.hub.storage, held).await;
+                        }
+                        if let Some(sender) = ack
+                            .as_ref()
+                            .and_then(|a| a.lock().expect("ack lock").take())
+                        {
+                            let _ = sender.send(());
+                        }
+                    }
                 }
                 None
             }
@@ -594,6 +616,7 @@ async fn receive(engine: &Arc<Engine>, part: &Arc<Partition>) -> Result<usize, S
                 .push(Work::Message {
                     message: m,
                     held: Some(held.clone()),
+                    ack: None,
                 });
         }
     }
