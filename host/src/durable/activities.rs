@@ -286,6 +286,7 @@ async fn deliver(
                 message,
                 held,
                 ack: None,
+                new_id: false,
             }],
         );
         return;

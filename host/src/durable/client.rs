@@ -127,6 +127,7 @@ impl Engine {
                     message,
                     held: None,
                     ack: Some(Arc::new(std::sync::Mutex::new(Some(done)))),
+                    new_id: !given,
                 }],
             );
             return match tokio::time::timeout(Duration::from_secs(30), started).await {

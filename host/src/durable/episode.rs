@@ -102,8 +102,19 @@ async fn attempt(
 ) -> Result<Outcome, StorageError> {
     let hub = &engine.hub;
     let now = now_ms();
+    if cache.is_none() && works.iter().all(|w| matches!(w, Work::Flush { .. })) {
+        // Nothing deferred survives a dropped cache: nothing to write.
+        return Ok(Outcome::Done(Vec::new()));
+    }
     let fresh = cache.is_none();
-    if fresh && let Some(history) = history::load(hub, id).await? {
+    // A start of an id the client just made up has no history to read.
+    let unused_id = works
+        .iter()
+        .any(|w| matches!(w, Work::Message { new_id: true, .. }));
+    if fresh
+        && !unused_id
+        && let Some(history) = history::load(hub, id).await?
+    {
         *cache = Some(Cached::new(history));
     }
     let recover = fresh || works.iter().any(|w| matches!(w, Work::Recover));

@@ -44,6 +44,8 @@ pub enum Work {
         held: Option<Arc<Held>>,
         /// A client waits for this start to be durable (a local start).
         ack: Option<Ack>,
+        /// A start of an id the client generated: no history can exist.
+        new_id: bool,
     },
     /// Check the instance for work a dead host left unfinished.
     Recover,
@@ -617,6 +619,7 @@ async fn receive(engine: &Arc<Engine>, part: &Arc<Partition>) -> Result<usize, S
                     message: m,
                     held: Some(held.clone()),
                     ack: None,
+                    new_id: false,
                 });
         }
     }
