@@ -19,7 +19,11 @@ use durable_support::project;
 use support::repo;
 
 /// `npm ci` in `dir` when node_modules is missing or older than package-lock.json.
+/// One at a time: the two browser tests run in parallel, and two `npm ci` in
+/// one folder delete each other's files (ENOTEMPTY on a clean clone).
 fn npm_ci(dir: &Path) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let modified = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let lock = modified(dir.join("package-lock.json")).expect("package-lock.json");
     // npm ci writes node_modules/.package-lock.json last.

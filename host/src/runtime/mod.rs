@@ -35,6 +35,7 @@ pub mod bindings {
 }
 
 use bindings::exports::fnhost::function::activity::GuestIndices as ActivityIndices;
+use bindings::exports::fnhost::function::entity::GuestIndices as EntityIndices;
 use bindings::exports::fnhost::function::http::GuestIndices as HttpIndices;
 use bindings::exports::fnhost::function::orchestrator::GuestIndices as OrchestratorIndices;
 pub use bindings::fnhost::function::durable_types as durable;
@@ -46,6 +47,8 @@ pub const HTTP_INTERFACE: &str = "fnhost:function/http@0.1.0";
 pub const ORCHESTRATOR_INTERFACE: &str = "fnhost:function/orchestrator@0.1.0";
 /// The exported interface that `activityTrigger` functions need.
 pub const ACTIVITY_INTERFACE: &str = "fnhost:function/activity@0.1.0";
+/// The exported interface that `entityTrigger` functions need.
+pub const ENTITY_INTERFACE: &str = "fnhost:function/entity@0.1.0";
 
 /// How often the epoch advances: the granularity of `functionTimeout`, and the
 /// slice after which a long-running guest yields to other work (10 ms).
@@ -121,6 +124,7 @@ pub struct Component {
     http: Result<HttpIndices, String>,
     orchestrator: Result<OrchestratorIndices, String>,
     activity: Result<ActivityIndices, String>,
+    entity: Result<EntityIndices, String>,
     /// SHA-256 of the `.wasm`, hex.
     pub hash: String,
     /// The `.wasm` it was loaded from.
@@ -138,6 +142,7 @@ impl Component {
             HTTP_INTERFACE => self.http.is_ok(),
             ORCHESTRATOR_INTERFACE => self.orchestrator.is_ok(),
             ACTIVITY_INTERFACE => self.activity.is_ok(),
+            ENTITY_INTERFACE => self.entity.is_ok(),
             _ => false,
         };
         if present {
@@ -156,12 +161,14 @@ impl Component {
 enum Call {
     Http(HttpRequest),
     Activity(Option<String>),
+    Entity(durable::EntityBatch),
 }
 
 /// The guest's answer to a [`Call`] of the same kind.
 enum Reply {
     Http(HttpResponse),
     Activity(Result<Option<String>, durable::Failure>),
+    Entity(durable::EntityBatchResult),
 }
 
 /// The deterministic world of an orchestrator episode.
@@ -327,11 +334,13 @@ impl Runtime {
         let http = HttpIndices::new(&pre).map_err(|e| format!("{e:#}"));
         let orchestrator = OrchestratorIndices::new(&pre).map_err(|e| format!("{e:#}"));
         let activity = ActivityIndices::new(&pre).map_err(|e| format!("{e:#}"));
+        let entity = EntityIndices::new(&pre).map_err(|e| format!("{e:#}"));
         Ok(Component {
             pre,
             http,
             orchestrator,
             activity,
+            entity,
             hash,
             path: path.to_owned(),
         })
@@ -450,6 +459,19 @@ impl Runtime {
         }
     }
 
+    /// Run a batch of operations of the entity `invocation.function`.
+    pub async fn invoke_entity(
+        &self,
+        component: &Component,
+        invocation: &Invocation,
+        batch: durable::EntityBatch,
+    ) -> Result<durable::EntityBatchResult, InvokeError> {
+        match self.run(component, invocation, Call::Entity(batch)).await? {
+            Reply::Entity(r) => Ok(r),
+            _ => unreachable!("an entity call answers with an entity reply"),
+        }
+    }
+
     /// The durable engine that the `durable-client` import talks to. Set once,
     /// after start-up has connected to storage.
     pub fn set_durable_client(&self, client: SharedClient) {
@@ -470,6 +492,7 @@ impl Runtime {
                 .as_ref()
                 .err()
                 .map(|_| ACTIVITY_INTERFACE),
+            Call::Entity(_) => component.entity.as_ref().err().map(|_| ENTITY_INTERFACE),
         };
         if let Some(interface) = missing {
             return Err(InvokeError::NotExported(interface));
@@ -501,6 +524,14 @@ impl Runtime {
                         .expect("checked above")
                         .load(&mut store, &instance)?;
                     Reply::Activity(guest.call_run(&mut store, name, input.as_ref()).await?)
+                }
+                Call::Entity(batch) => {
+                    let guest = component
+                        .entity
+                        .as_ref()
+                        .expect("checked above")
+                        .load(&mut store, &instance)?;
+                    Reply::Entity(guest.call_run(&mut store, name, &batch).await?)
                 }
             })
         }

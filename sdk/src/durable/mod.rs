@@ -29,6 +29,7 @@
 
 mod activity;
 mod context;
+mod entity;
 mod error;
 mod events;
 mod executor;
@@ -40,6 +41,7 @@ mod state;
 mod tests;
 
 pub use context::OrchestrationContext;
+pub use entity::{EntityContext, EntityError, EntityId};
 pub use error::{OrchestrationError, TaskError};
 pub use futures::{Either, ExternalEvent, Race, Task, Timer, WhenAll, WhenAny};
 pub use retry::RetryOptions;
@@ -50,6 +52,8 @@ pub use activity::{
     OrchestrationFailureViaDisplay, OrchestrationFailureViaInto, activity_input, activity_output,
     orchestration_output,
 };
+#[doc(hidden)]
+pub use entity::{EntityFn, run_entity};
 #[doc(hidden)]
 pub use executor::{OrchestratorFuture, run_orchestrator};
 
