@@ -66,8 +66,32 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Option<String>, serde_json
 }
 
 /// `T` from a payload; no payload reads as JSON `null` (so `Option` and `()` accept it).
+///
+/// A payload that does not fit `T` but is a JSON string holding JSON that
+/// does is read from that inner JSON: Durable Functions' Python client
+/// encodes inputs twice (`json.dumps`, then posted as JSON), so its `100`
+/// arrives as `"100"`, which the Python worker would decode again.
 fn decode<T: DeserializeOwned>(json: Option<&str>) -> Result<T, serde_json::Error> {
-    serde_json::from_str(json.unwrap_or("null"))
+    let text = json.unwrap_or("null");
+    match serde_json::from_str(text) {
+        Ok(value) => Ok(value),
+        Err(e) => match serde_json::from_str::<String>(text) {
+            Ok(inner) => serde_json::from_str(&inner).map_err(|_| e),
+            Err(_) => Err(e),
+        },
+    }
+}
+
+#[cfg(test)]
+mod decode_tests {
+    #[test]
+    fn doubly_encoded_payloads_are_read_when_they_fit_no_other_way() {
+        assert_eq!(super::decode::<i64>(Some("100")).unwrap(), 100);
+        assert_eq!(super::decode::<i64>(Some("\"100\"")).unwrap(), 100);
+        assert_eq!(super::decode::<String>(Some("\"100\"")).unwrap(), "100");
+        assert!(super::decode::<i64>(Some("\"ten\"")).is_err());
+        assert_eq!(super::decode::<Option<i64>>(None).unwrap(), None);
+    }
 }
 
 /// Milliseconds since the Unix epoch; times before it clamp to 0.
