@@ -1,6 +1,6 @@
 //! The dashboard in real headless browsers: Debian's `chromium` driven by npm
 //! `playwright-core` (list filters and paging, the seed 002 fan-out's timeline,
-//! every action button, functions with their counts, the key sent as
+//! every action button, functions with their counts, the entities view, the key sent as
 //! x-functions-key, a phone-width window), and Debian's `firefox-esr` driven
 //! by npm `puppeteer-core` over WebDriver BiDi (the same page in the other
 //! engine). Screenshots of the main views land in target/dashboard-screenshots/.
@@ -54,7 +54,11 @@ fn drive(script: &str, env: (&str, String), done: &str) -> PathBuf {
     let dir = repo().join("tests/browser");
     npm_ci(&dir);
     let azurite = Azurite::start();
-    let p = project(&azurite, &["fan_out", "approval", "durable_fixtures"], "");
+    let p = project(
+        &azurite,
+        &["fan_out", "approval", "counter", "durable_fixtures"],
+        "",
+    );
     let host = p.start(&[]);
     let shots = repo().join("target/dashboard-screenshots");
     let out = Command::new("node")
