@@ -82,6 +82,13 @@ fn decode<T: DeserializeOwned>(json: Option<&str>) -> Result<T, serde_json::Erro
     }
 }
 
+/// Milliseconds since the Unix epoch; times before it clamp to 0.
+fn millis(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod decode_tests {
     #[test]
@@ -92,11 +99,4 @@ mod decode_tests {
         assert!(super::decode::<i64>(Some("\"ten\"")).is_err());
         assert_eq!(super::decode::<Option<i64>>(None).unwrap(), None);
     }
-}
-
-/// Milliseconds since the Unix epoch; times before it clamp to 0.
-fn millis(time: std::time::SystemTime) -> u64 {
-    time.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
