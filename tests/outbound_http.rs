@@ -125,6 +125,21 @@ fn serve(conn: TcpStream, count: &AtomicUsize, stop: &AtomicBool) {
     let _ = conn.write_all(&answer);
 }
 
+/// The fixture's `fetch` function alone (its durable functions would need
+/// storage), with `allowed` as its `allowedOutboundHosts` line.
+fn http_only(allowed: &str) -> Project {
+    let p = Project::with(&["outbound"]);
+    p.write(
+        "functions/outbound/function.toml",
+        &format!(
+            "{allowed}\n[[functions]]\nname = \"fetch\"\ntrigger = {{ type = \"httpTrigger\", methods = [\"get\", \"post\"], authLevel = \"anonymous\" }}\n"
+        ),
+    );
+    p
+}
+
+const LOOPBACK: &str = "allowedOutboundHosts = [\"http://127.0.0.1:*\"]";
+
 /// GET `api/fetch?url=...` on `host`; status and body.
 fn fetch(host: &support::Host, url: &str) -> (u16, String) {
     get(&host.url(&format!("/api/fetch?url={url}")))
@@ -133,7 +148,7 @@ fn fetch(host: &support::Host, url: &str) -> (u16, String) {
 #[test]
 fn http_function_calls_an_allowed_host() {
     let upstream = Upstream::start();
-    let p = Project::with(&["outbound"]);
+    let p = http_only(LOOPBACK);
     let host = p.start(&[]);
 
     let (code, body) = fetch(&host, &upstream.url("/hello"));
@@ -156,7 +171,7 @@ fn http_function_calls_an_allowed_host() {
 #[test]
 fn forbidden_hosts_are_refused_with_a_clear_error_and_a_console_line() {
     let upstream = Upstream::start();
-    let p = Project::with(&["outbound"]);
+    let p = http_only(LOOPBACK);
     let mut host = p.start(&[]);
 
     // The same server by a name that is not listed.
@@ -187,11 +202,7 @@ fn forbidden_hosts_are_refused_with_a_clear_error_and_a_console_line() {
     );
 
     // A folder that lists nothing (the default) may call nothing, 127.0.0.1 included.
-    let closed = Project::with(&["outbound"]);
-    closed.write(
-        "functions/outbound/function.toml",
-        "[[functions]]\nname = \"fetch\"\ntrigger = { type = \"httpTrigger\", authLevel = \"anonymous\" }\n",
-    );
+    let closed = http_only("");
     let mut closed_host = closed.start(&[]);
     let (code, body) = fetch(&closed_host, &upstream.url("/hello"));
     assert_eq!(code, 502, "{body}");
@@ -211,7 +222,7 @@ fn forbidden_hosts_are_refused_with_a_clear_error_and_a_console_line() {
 #[test]
 fn outbound_calls_end_at_function_timeout_and_bodies_are_capped() {
     let upstream = Upstream::start();
-    let p = Project::with(&["outbound"]);
+    let p = http_only(LOOPBACK);
     // 32 MiB of memory: bodies up to 8 MiB.
     p.write(
         "host.toml",

@@ -174,11 +174,19 @@ pub fn send(request: Request) -> Result<Response, Error> {
     };
     let target = Target::parse(&request.url).map_err(invalid)?;
 
-    let fields: Vec<(String, Vec<u8>)> = request
+    let mut fields: Vec<(String, Vec<u8>)> = request
         .headers
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v.clone().into_bytes()))
         .collect();
+    // The whole body is known: send its length rather than chunks, which
+    // some servers refuse.
+    if !request.body.is_empty() && !fields.iter().any(|(k, _)| k == "content-length") {
+        fields.push((
+            "content-length".into(),
+            request.body.len().to_string().into_bytes(),
+        ));
+    }
     let headers = Fields::from_list(&fields).map_err(|e| invalid(format!("bad header: {e:?}")))?;
     let outgoing = OutgoingRequest::new(headers);
     let method = match request.method.as_str() {
