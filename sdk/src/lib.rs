@@ -25,7 +25,7 @@ extern crate self as fnhost_sdk;
 
 pub mod client;
 pub mod durable;
-mod http;
+pub mod http;
 pub mod log;
 
 pub use durable::{
