@@ -1,6 +1,7 @@
 //! Durable entities on the real host and Azurite: the counter of seed 003,
 //! signals applied exactly once across a SIGKILL and across two hosts, calls
-//! from orchestrations that replay without sending again, bad input.
+//! from orchestrations that replay without sending again, critical sections
+//! (locks), bad input.
 
 #[path = "support/azurite.rs"]
 mod azurite;
@@ -359,4 +360,71 @@ fn entity_state_survives_a_restart() {
     assert_eq!(value(&second, "kept"), Some(75));
     assert_eq!(signal(&second, "counter", "kept", "subtract", "5").0, 202);
     reaches(&second, "kept", 70);
+}
+
+fn status_of(host: &support::Host, id: &str) -> Value {
+    client()
+        .get(host.url(&format!("{API}/instances/{id}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+#[test]
+fn critical_sections_serialize_transfers_and_end_with_their_orchestration() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["counter", "entity_fixtures"], "");
+    let host = p.start(&[]);
+    let (code, body) = signal(&host, "counter", "a", "add", "100");
+    assert_eq!(code, 202, "{body}");
+    reaches(&host, "a", 100);
+
+    // 8 transfers at once, each reading both counters and writing them back,
+    // and a signal from outside among them: with the locks nothing is lost.
+    let transfer = json!({"from": "a", "to": "b", "amount": 1});
+    let ids: Vec<String> = (0..8)
+        .map(|_| start(&host, "Transfer", transfer.clone()))
+        .collect();
+    let (code, body) = signal(&host, "counter", "a", "add", "1000");
+    assert_eq!(code, 202, "{body}");
+    let mut read: Vec<i64> = ids
+        .iter()
+        .map(|id| output_of(&host, id)[1].as_i64().unwrap())
+        .collect();
+    read.sort_unstable();
+    // Each transfer saw the one before it: b read 0, 1, ..., 7.
+    assert_eq!(read, (0..8).collect::<Vec<_>>());
+    reaches(&host, "a", 1092);
+    assert_eq!(value(&host, "b"), Some(8));
+
+    // An orchestration that fails inside its critical section releases it.
+    let failed = start(&host, "LockThenFail", json!("a"));
+    let done = finished(&host.url(&format!("{API}/instances/{failed}")), RECOVERY);
+    assert_eq!(done["runtimeStatus"], "Failed", "{done}");
+    let after = start(&host, "Transfer", transfer.clone());
+    assert_eq!(output_of(&host, &after), json!([1092, 8]));
+
+    // One that holds the locks makes others wait until it is terminated.
+    let holder = start(&host, "LockThenWait", json!(["a", "b"]));
+    poll("LockThenWait to hold its locks", RECOVERY, || {
+        (status_of(&host, &holder)["customStatus"] == "locked").then_some(())
+    });
+    let waiting = start(&host, "Transfer", transfer);
+    let (code, body) = signal(&host, "counter", "a", "add", "5");
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(status_of(&host, &waiting)["runtimeStatus"], "Running");
+    assert_eq!(
+        value(&host, "a"),
+        Some(1091),
+        "the signal waits for the lock"
+    );
+    let r = client()
+        .post(host.url(&format!("{API}/instances/{holder}/terminate?reason=done")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(output_of(&host, &waiting), json!([1091, 9]));
+    reaches(&host, "a", 1095);
+    assert_eq!(value(&host, "b"), Some(10));
 }

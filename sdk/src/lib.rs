@@ -29,8 +29,8 @@ pub mod http;
 pub mod log;
 
 pub use durable::{
-    Either, EntityContext, EntityId, OrchestrationContext, OrchestrationError, RetryOptions, Task,
-    TaskError,
+    CriticalSection, Either, EntityContext, EntityId, OrchestrationContext, OrchestrationError,
+    RetryOptions, Task, TaskError,
 };
 pub use fnhost_sdk_macros::{activity, entity, export_functions, http_trigger, orchestrator};
 pub use http::{HttpRequest, HttpResponse, IntoHttpResponse};

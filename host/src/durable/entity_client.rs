@@ -70,10 +70,8 @@ impl Engine {
             instance_id: id.clone(),
             execution_id: None,
             event: ControlEvent::Entity(Box::new(EntityOp {
-                operation: operation.to_string(),
-                input,
                 scheduled,
-                caller: None,
+                ..EntityOp::new(operation, input)
             })),
             parent: None,
             id: Some(uuid::Uuid::new_v4().simple().to_string()),
