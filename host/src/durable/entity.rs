@@ -672,6 +672,35 @@ fn effects(
     }
 }
 
+/// Delete the entity's row if it is still the version last updated at
+/// `last_updated` (read again for its ETag); whether it was deleted.
+pub async fn delete_unchanged(
+    engine: &Arc<Engine>,
+    id: &str,
+    last_updated: u64,
+) -> Result<bool, StorageError> {
+    let Some((row, _, etag)) = load(engine, id).await? else {
+        return Ok(false);
+    };
+    if row.last_updated != last_updated {
+        return Ok(false);
+    }
+    let op = TableOp::Delete {
+        partition_key: id.to_string(),
+        row_key: String::new(),
+        etag: Some(etag),
+    };
+    let hub = &engine.hub;
+    match hub.storage.tables.execute(&hub.instances_table(), op).await {
+        Ok(_) => {
+            hub.delete_large(id).await?;
+            Ok(true)
+        }
+        Err(StorageError::Conflict(_) | StorageError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Write an entity's row: replace the version read (`etag`), or insert a new
 /// one. Conflict if someone else wrote it since.
 async fn write(
