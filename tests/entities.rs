@@ -552,7 +552,7 @@ fn a_sigkill_in_the_middle_of_critical_sections_leaves_no_entity_locked() {
 }
 
 #[test]
-fn an_entity_written_as_a_type_has_its_methods_as_operations() {
+fn an_entity_written_as_a_type_has_its_methods_as_operations_and_large_states_use_blobs() {
     let azurite = Azurite::start();
     let p = project(&azurite, &["counter", "entity_fixtures"], "");
     let host = p.start(&[]);
@@ -586,4 +586,21 @@ fn an_entity_written_as_a_type_has_its_methods_as_operations() {
     poll("the account's state to be deleted", RECOVERY, || {
         (account(&host).0 == 404).then_some(())
     });
+
+    // A state (and a signal) over the table and queue size limits go
+    // through blobs, and come back whole.
+    let big = "x".repeat(100_000);
+    let (code, body) = signal(&host, "Fragile", "big", "append", &json!(big).to_string());
+    assert_eq!(code, 202, "{body}");
+    let (code, body) = signal(&host, "Fragile", "big", "append", "\"end\"");
+    assert_eq!(code, 202, "{body}");
+    let state: Value = poll("the large state", RECOVERY, || {
+        let r = client()
+            .get(host.url(&format!("{API}/entities/Fragile/big")))
+            .send()
+            .unwrap();
+        let v: Value = r.json().unwrap_or(Value::Null);
+        (v.as_array().map(Vec::len) == Some(2)).then_some(v)
+    });
+    assert_eq!(state, json!([big, "end"]));
 }
