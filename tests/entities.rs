@@ -405,11 +405,24 @@ fn critical_sections_serialize_transfers_and_end_with_their_orchestration() {
     let after = start(&host, "Transfer", transfer.clone());
     assert_eq!(output_of(&host, &after), json!([1092, 8]));
 
+    // Critical sections do not nest.
+    let nested = start(&host, "NestedLock", json!("n"));
+    let text = output_of(&host, &nested);
+    assert!(
+        text.as_str().unwrap().contains("LockingRulesViolation"),
+        "{text}"
+    );
+
     // One that holds the locks makes others wait until it is terminated.
     let holder = start(&host, "LockThenWait", json!(["a", "b"]));
     poll("LockThenWait to hold its locks", RECOVERY, || {
         (status_of(&host, &holder)["customStatus"] == "locked").then_some(())
     });
+    let r = client()
+        .delete(host.url(&format!("{API}/entities/counter/a")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 409, "a locked entity is not deleted");
     let waiting = start(&host, "Transfer", transfer);
     let (code, body) = signal(&host, "counter", "a", "add", "5");
     assert_eq!(code, 202, "{body}");

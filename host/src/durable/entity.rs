@@ -38,6 +38,9 @@ const MAX_BATCH: usize = 1000;
 /// redelivered message comes within minutes (visibility 30 s, a lease
 /// 30 s); 2,000 ids cover that at well over 100 operations a second.
 const RECENT: usize = 2000;
+/// When a recovery message comes back (see `LockOp::Recover`): after a
+/// dead host's lease ends and the partition has a new owner.
+const RECOVER_AFTER: Duration = Duration::from_secs(45);
 /// Early releases remembered (see `Envelope::released`).
 const RELEASED: usize = 100;
 /// The longest a delayed queue message may wait (Azure's limit is 7 days).
@@ -119,6 +122,20 @@ pub enum LockOp {
     /// Give the lock `lock_id` back (sent by the holder).
     #[serde(rename_all = "camelCase")]
     Release { lock_id: String },
+    /// Not a lock: sent by the entity to itself after an episode whose
+    /// operations no queue message holds (a client's signal): if the host
+    /// dies before sending what that episode stored in its outbox, this
+    /// message comes back as a repeat and the outbox is sent again.
+    Recover,
+}
+
+/// A message an episode sends, kept in the entity's record until the next
+/// write: `at` for a scheduled one (ms since the epoch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outgoing {
+    pub message: ControlMessage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
 }
 
 /// An operation waiting in the entity's queue (behind another orchestration's lock).
@@ -156,6 +173,14 @@ pub struct Envelope {
     /// ended while taking them): that request is dropped when it comes.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     pub released: VecDeque<String>,
+    /// What the last episode sends, stored with its state (written first,
+    /// then sent): a host that dies in between leaves them here, and the
+    /// repeat of one of that episode's operations (`outbox_from`, hashes of
+    /// their ids) sends them again. Receivers drop what they already have.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox: Vec<Outgoing>,
+    #[serde(default, rename = "outboxFrom", skip_serializing_if = "Vec::is_empty")]
+    pub outbox_from: Vec<u64>,
     /// Hashes of the ids of the operations applied lately, oldest first. Kept
     /// in the row's `Recent` column (base64 of 8 bytes each, ~22 KB for
     /// 2,000), beside the state, so that `Input` holds what readers want.
@@ -347,9 +372,11 @@ async fn attempt(
     let recent: HashSet<u64> = envelope.recent.iter().copied().collect();
     let mut taken: HashSet<u64> = HashSet::new();
     let mut fresh_ops: Vec<Queued> = Vec::new();
+    let mut repeated = false;
     for (m, op) in ops {
         if let Some(mid) = &m.id {
             let h = id_hash(mid);
+            repeated |= envelope.outbox_from.contains(&h);
             if recent.contains(&h) || !taken.insert(h) {
                 continue;
             }
@@ -358,6 +385,14 @@ async fn attempt(
             id: m.id.clone(),
             op: op.clone(),
         });
+    }
+    if repeated && !envelope.outbox.is_empty() {
+        // The episode that stored this outbox may have died before sending it.
+        tracing::debug!(
+            "entity '{id}': an operation came again; sending its episode's {} message(s) again",
+            envelope.outbox.len()
+        );
+        send_outgoing(engine, &envelope.outbox).await?;
     }
     if fresh_ops.is_empty() {
         return Ok(Outcome::Done(settle()));
@@ -398,17 +433,41 @@ async fn attempt(
         }
     }
 
-    // 1. What the operations send, before the state that records them.
-    let (control, later) = futures::join!(
-        super::outbox::send_control(engine, sends),
-        futures::future::try_join_all(
-            delayed
-                .iter()
-                .map(|(m, delay)| engine.hub.send_control(m, *delay))
-        )
-    );
-    control?;
-    later?;
+    // 1. What the operations send goes into the record with the new state,
+    // and out once that is stored: an episode done again (a conflict, a
+    // host that died) sends nothing it did not store.
+    let mut outbox: Vec<Outgoing> = sends
+        .into_iter()
+        .map(|message| Outgoing { message, at: None })
+        .chain(delayed.into_iter().map(|(message, delay)| Outgoing {
+            message,
+            at: Some(now + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+        }))
+        .collect();
+    let unheld = works
+        .iter()
+        .any(|w| matches!(w, Work::Message { held: None, .. }));
+    if unheld && !outbox.is_empty() {
+        // No queue message will come again for a client's signal: this one will.
+        let recover = ControlMessage {
+            instance_id: id.to_string(),
+            execution_id: None,
+            event: ControlEvent::Entity(Box::new(EntityOp {
+                lock: Some(LockOp::Recover),
+                ..EntityOp::new("", None)
+            })),
+            parent: None,
+            id: Some(uuid::Uuid::new_v4().simple().to_string()),
+        };
+        taken.insert(id_hash(recover.id.as_deref().unwrap_or_default()));
+        engine.hub.send_control(&recover, RECOVER_AFTER).await?;
+    }
+    envelope.outbox_from = if outbox.is_empty() {
+        Vec::new()
+    } else {
+        taken.iter().copied().collect()
+    };
+    envelope.outbox = std::mem::take(&mut outbox);
 
     // 2. The new state and the applied ids, guarded by the row's ETag.
     envelope.exists = state.is_some();
@@ -444,6 +503,14 @@ async fn attempt(
         )));
     }
     let etag = write(engine, &row, etag).await?;
+    // 3. Out it goes; what this host keeps knows it is sent.
+    send_outgoing(engine, &envelope.outbox).await?;
+    let mut row = row;
+    if !envelope.outbox.is_empty() {
+        envelope.outbox.clear();
+        envelope.outbox_from.clear();
+        row.input = Some(serde_json::to_string(&envelope).expect("envelopes serialize"));
+    }
     cached.row = Some((row, etag));
     tracing::debug!(
         "entity '{id}': {received} message(s), {} operation(s) run, {} waiting, in one write",
@@ -451,6 +518,28 @@ async fn attempt(
         envelope.queue.len()
     );
     Ok(Outcome::Done(settle()))
+}
+
+/// Send `outgoing`: the immediate ones packed per queue, the scheduled ones
+/// with what is left of their delay.
+async fn send_outgoing(engine: &Arc<Engine>, outgoing: &[Outgoing]) -> Result<(), StorageError> {
+    if outgoing.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let (later, at_once): (Vec<&Outgoing>, Vec<&Outgoing>) = outgoing
+        .iter()
+        .partition(|o| o.at.is_some_and(|at| at > now));
+    let (control, delayed) = futures::join!(
+        super::outbox::send_control(engine, at_once.iter().map(|o| o.message.clone()).collect()),
+        futures::future::try_join_all(later.iter().map(|o| {
+            let left = Duration::from_millis(o.at.unwrap_or(now).saturating_sub(now));
+            engine.hub.send_control(&o.message, left.min(MAX_DELAY))
+        }))
+    );
+    control?;
+    delayed?;
+    Ok(())
 }
 
 /// Sort `fresh` (after the operations already waiting) into what runs now,
@@ -485,6 +574,9 @@ fn order(
                     envelope.released.pop_front();
                 }
             }
+            continue;
+        }
+        if matches!(item.op.lock, Some(LockOp::Recover)) {
             continue;
         }
         if let Some(holder) = &envelope.locked_by
@@ -557,15 +649,39 @@ async fn invoke(
         }
     };
     let count = operations.len();
+    let json = |state: &Option<String>| {
+        state
+            .as_deref()
+            .is_none_or(|t| serde_json::from_str::<Value>(t).is_ok())
+    };
     match call(state.clone(), operations.clone()).await {
-        Ok(r) if r.results.len() == count => return r,
+        Ok(r) if r.results.len() == count && json(&r.state) => return r,
+        Ok(r) if r.results.len() == count => tracing::error!(
+            "entity '@{}@{}': the function returned a state that is not JSON; \
+             running the {count} operation(s) one at a time",
+            entity.name,
+            entity.key
+        ),
         Ok(r) => tracing::error!(
             "entity '@{}@{}': the function answered {} results for {count} operations",
             entity.name,
             entity.key,
             r.results.len()
         ),
-        Err(_) if count == 1 => {}
+        // One operation that trapped: it fails, and is not run again.
+        Err(e) if count == 1 => {
+            return EntityBatchResult {
+                state,
+                results: vec![OperationResult {
+                    outcome: Err(failure(
+                        "EntityOperationFailed",
+                        &format!("operation '{}' failed: {e}", operations[0].name),
+                    )),
+                    signals: Vec::new(),
+                    starts: Vec::new(),
+                }],
+            };
+        }
         Err(_) => tracing::warn!(
             "entity '@{}@{}': a batch of {count} operations failed; running them one at a time",
             entity.name,
@@ -577,13 +693,14 @@ async fn invoke(
     for op in operations {
         let name = op.name.clone();
         match call(state.clone(), vec![op]).await {
-            Ok(mut r) if r.results.len() == 1 => {
+            Ok(mut r) if r.results.len() == 1 && json(&r.state) => {
                 state = r.state;
                 results.push(r.results.remove(0));
             }
             other => {
                 let why = match other {
                     Err(e) => e.to_string(),
+                    Ok(r) if r.results.len() == 1 => "its new state is not JSON".into(),
                     Ok(_) => "the function answered no result".into(),
                 };
                 results.push(OperationResult {

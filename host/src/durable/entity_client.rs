@@ -272,6 +272,16 @@ impl Engine {
     /// Delete the entity's record; whether it existed.
     pub async fn delete_entity(&self, name: &str, key: &str) -> Result<bool, ClientError> {
         let id = instance_id(name, key);
+        if let Ok((_, envelope)) = self.entity_record(name, key).await
+            && (envelope.locked_by.is_some() || !envelope.queue.is_empty())
+        {
+            return Err(ClientError::Conflict(format!(
+                "entity '{id}' is locked by '{}' with {} operation(s) waiting: \
+                 it can be deleted once the lock is released",
+                envelope.locked_by.unwrap_or_default(),
+                envelope.queue.len()
+            )));
+        }
         let existed = instances::delete(&self.hub, &id).await?;
         self.forget_history(&id);
         Ok(existed)

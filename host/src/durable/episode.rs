@@ -591,11 +591,14 @@ async fn attempt(
                     new.push(StoredRecord::new(Record::Event(event), now));
                 }
                 Action::LockEntities(l) => {
-                    let targets: Vec<String> = l
+                    // One order for every orchestration, whatever the guest sent.
+                    let mut targets: Vec<String> = l
                         .targets
                         .iter()
                         .map(|t| super::entity::instance_id(&t.name, &t.key))
                         .collect();
+                    targets.sort();
+                    targets.dedup();
                     if let Some((first, rest)) = targets.split_first() {
                         effects.control.push(ControlMessage {
                             instance_id: first.clone(),

@@ -310,6 +310,13 @@ impl OrchestrationContext {
                 "lock_entities needs at least one entity",
             ));
         }
+        if self.state().in_critical_section {
+            // Durable Functions' rule: one section at a time, all its locks at once.
+            return Err(TaskError::new(
+                "LockingRulesViolation",
+                "lock_entities inside a critical section: lock every entity the section needs at once",
+            ));
+        }
         let targets: Vec<_> = sorted.iter().map(Into::into).collect();
         let described = super::state::describe_targets(&targets);
         let call = Call::Lock {
@@ -323,18 +330,22 @@ impl OrchestrationContext {
                 targets: targets.clone(),
             })
         });
+        self.state().in_critical_section = true;
+        let section = CriticalSection {
+            ctx: self.clone(),
+            lock_id: id,
+            entities: sorted,
+            targets,
+        };
+        // If the request fails partway, dropping `section` releases the
+        // entities that did lock.
         Task::<()>::scheduled(
             self.clone(),
             id,
             format!("the lock of entities {described}"),
         )
         .await?;
-        Ok(CriticalSection {
-            ctx: self.clone(),
-            lock_id: id,
-            entities: sorted,
-            targets,
-        })
+        Ok(section)
     }
 
     fn entity_operation(
@@ -462,6 +473,7 @@ impl Drop for CriticalSection {
         let Ok(mut state) = self.ctx.inner.state.try_borrow_mut() else {
             return;
         };
+        state.in_critical_section = false;
         let call = Call::Lock {
             entities: super::state::describe_targets(&self.targets),
             lock: false,

@@ -168,6 +168,8 @@ pub(crate) struct State {
     /// The first fatal problem (non-determinism, a value that cannot be serialized):
     /// the episode stops and the instance fails with it.
     pub(crate) failure: Option<Failure>,
+    /// Whether the code is inside a critical section (they do not nest).
+    pub(crate) in_critical_section: bool,
     next_sequence: u32,
     /// The scheduling events of the whole history, by sequence id.
     recorded: BTreeMap<u32, Call>,
@@ -191,6 +193,7 @@ impl State {
             events: ExternalEvents::default(),
             actions: Vec::new(),
             failure: None,
+            in_critical_section: false,
             next_sequence: 0,
             recorded: BTreeMap::new(),
             replayed: BTreeSet::new(),
