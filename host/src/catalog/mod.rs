@@ -358,6 +358,20 @@ fn load_folder(
                     component: component.clone(),
                 }));
             }
+            Trigger::Queue { .. } => {
+                component
+                    .require_export(
+                        runtime::QUEUE_INTERFACE,
+                        &format!("queueTrigger function '{}'", def.name),
+                    )
+                    .map_err(|e| e.to_string())?;
+                functions.push(Arc::new(FunctionEntry {
+                    name: def.name.clone(),
+                    folder: folder.to_string(),
+                    trigger: def.trigger.clone(),
+                    component: component.clone(),
+                }));
+            }
             other => {
                 return Err(format!(
                     "{at}: function '{}' has a {}, which this host does not run yet",

@@ -4,7 +4,7 @@
 //! translate mechanically; defaults are Azure's. Every error names the file and,
 //! where TOML knows it, the line.
 
-mod function_toml;
+pub mod function_toml;
 mod host_toml;
 mod local_settings;
 

@@ -10,7 +10,7 @@ use futures::StreamExt;
 
 use super::connection::Endpoint;
 use super::transport::{classify, status_of};
-use crate::storage::{Blobs, Result, StorageError};
+use crate::storage::{BlobItem, Blobs, Result, StorageError};
 
 /// Read a blob in one request: the crate's default is 1 MiB ranges, one
 /// request (and one billed transaction) each, and pages of a blob that changes
@@ -166,6 +166,43 @@ impl Blobs for AzureBlobs {
             );
         }
         Ok(blobs)
+    }
+
+    async fn list_items(&self, container: &str, prefix: &str) -> Result<Vec<BlobItem>> {
+        let mut pages = self
+            .client
+            .container_client(container)
+            .list_blobs()
+            .prefix(prefix.to_string())
+            .into_stream();
+        let mut blobs = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| self.error(e, format!("listing container '{container}'")))?;
+            blobs.extend(page.blobs.blobs().map(|b| BlobItem {
+                name: b.name.clone(),
+                etag: bare(&b.properties.etag),
+                length: b.properties.content_length,
+                content_type: b.properties.content_type.clone(),
+                last_modified: std::time::SystemTime::from(b.properties.last_modified),
+            }));
+        }
+        Ok(blobs)
+    }
+
+    async fn put_typed(
+        &self,
+        container: &str,
+        name: &str,
+        data: Vec<u8>,
+        content_type: &str,
+    ) -> Result<()> {
+        self.blob(container, name)
+            .put_block_blob(data)
+            .content_type(content_type.to_string())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e, format!("writing blob '{container}/{name}'")))
     }
 
     async fn acquire_lease(
