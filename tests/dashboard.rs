@@ -1,6 +1,6 @@
 //! The dashboard in real headless browsers: Debian's `chromium` driven by npm
 //! `playwright-core` (list filters and paging, the seed 002 fan-out's timeline,
-//! every action button, functions with their counts, the key sent as
+//! every action button, functions with their counts, the entities view, the key sent as
 //! x-functions-key, a phone-width window), and Debian's `firefox-esr` driven
 //! by npm `puppeteer-core` over WebDriver BiDi (the same page in the other
 //! engine). Screenshots of the main views land in target/dashboard-screenshots/.
@@ -19,7 +19,11 @@ use durable_support::project;
 use support::repo;
 
 /// `npm ci` in `dir` when node_modules is missing or older than package-lock.json.
+/// One at a time: the two browser tests run in parallel, and two `npm ci` in
+/// one folder delete each other's files (ENOTEMPTY on a clean clone).
 fn npm_ci(dir: &Path) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let modified = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let lock = modified(dir.join("package-lock.json")).expect("package-lock.json");
     // npm ci writes node_modules/.package-lock.json last.
@@ -50,7 +54,11 @@ fn drive(script: &str, env: (&str, String), done: &str) -> PathBuf {
     let dir = repo().join("tests/browser");
     npm_ci(&dir);
     let azurite = Azurite::start();
-    let p = project(&azurite, &["fan_out", "approval", "durable_fixtures"], "");
+    let p = project(
+        &azurite,
+        &["fan_out", "approval", "counter", "durable_fixtures"],
+        "",
+    );
     let host = p.start(&[]);
     let shots = repo().join("target/dashboard-screenshots");
     let out = Command::new("node")

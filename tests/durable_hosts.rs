@@ -96,6 +96,28 @@ fn two_hosts_share_a_hub_and_the_survivor_finishes_everything() {
     }
 }
 
+#[test]
+fn two_hosts_share_one_big_fan_out() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["fan_out"], "");
+    let a = p.start(&[]);
+    let b = p.start(&[]);
+    poll("the hosts to split the partitions", RECOVERY, || {
+        (partitions(&a) == 2 && partitions(&b) == 2).then_some(())
+    });
+    // One instance, so one owner: the activities beyond its free local slots
+    // go to the work-item queue, where the other host takes its share.
+    let id = start_fan_out(&a, 1000);
+    let url = a.url(&format!("/runtime/webhooks/durabletask/instances/{id}"));
+    assert_all_chunks(&finished(&url, RECOVERY), 1000);
+    let (ran_a, ran_b) = (a.count(ACTIVITY_DONE), b.count(ACTIVITY_DONE));
+    assert!(ran_a + ran_b >= 1000, "{ran_a} + {ran_b} activities ran");
+    assert!(
+        ran_a > 0 && ran_b > 0,
+        "one host ran every activity: {ran_a} and {ran_b}"
+    );
+}
+
 /// Partitions this host holds, from its /admin/metrics.
 fn partitions(host: &support::Host) -> usize {
     let text = client()

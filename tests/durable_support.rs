@@ -68,7 +68,7 @@ pub fn client_works_with_keys(program: std::process::Command, done_line: &str) {
 
 fn client_works(mut program: std::process::Command, done_line: &str, keys: bool) {
     let azurite = Azurite::start();
-    let p = project(&azurite, &["approval"], "");
+    let p = project(&azurite, &["approval", "counter"], "");
     if keys {
         // The extension's local RPC endpoint, which the clients build every
         // request from (on a free port, not 17071: tests run in parallel).

@@ -257,6 +257,68 @@ fn main() {
         );
     }
 
+    for (shape, entities) in [("entity1", 1u32), ("entity100", 100)] {
+        if !run(shape) && !run("entities") {
+            continue;
+        }
+        // From HTTP clients: 5,000 signals from 32 threads.
+        let total = 5000u32;
+        let calls = storage_calls(&c, &host);
+        let t = Instant::now();
+        let next = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..32 {
+                s.spawn(|| {
+                    let c = reqwest::blocking::Client::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= total {
+                            break;
+                        }
+                        let url = format!(
+                            "{}/runtime/webhooks/durabletask/entities/tally/h{}?op=add",
+                            host.base,
+                            i % entities
+                        );
+                        let r = c.post(url).body("1").send().unwrap();
+                        assert_eq!(r.status(), 202);
+                    }
+                });
+            }
+        });
+        wait_tallies(&c, &host, "h", entities, total / entities);
+        let took = t.elapsed();
+        let used = storage_calls(&c, &host) - calls;
+        println!(
+            "{total} signals from 32 HTTP clients to {entities} entit{}: {:.2} s, {:.0} operations/s, {:.3} storage transactions per operation",
+            if entities == 1 { "y" } else { "ies" },
+            took.as_secs_f64(),
+            f64::from(total) / took.as_secs_f64(),
+            used as f64 / f64::from(total)
+        );
+
+        // From an orchestration: 5,000 signals in one episode.
+        let calls = storage_calls(&c, &host);
+        let t = Instant::now();
+        let id = start(
+            &c,
+            &host,
+            "SignalTallies",
+            serde_json::json!([total, entities]),
+        );
+        wait(&c, &host, &id);
+        wait_tallies(&c, &host, "o", entities, total / entities);
+        let took = t.elapsed();
+        let used = storage_calls(&c, &host) - calls;
+        println!(
+            "{total} signals from one orchestration to {entities} entit{}: {:.2} s, {:.0} operations/s, {:.3} storage transactions per operation",
+            if entities == 1 { "y" } else { "ies" },
+            took.as_secs_f64(),
+            f64::from(total) / took.as_secs_f64(),
+            used as f64 / f64::from(total)
+        );
+    }
+
     if run("idle") {
         // Let the pollers back off to maxQueuePollingInterval (30 s) and park, then count a minute.
         std::thread::sleep(Duration::from_secs(65));
@@ -296,6 +358,25 @@ fn main() {
                 invocations(&c, &host) - a0,
                 invocations(&c, &second) - b0,
             );
+        }
+    }
+}
+
+/// Poll until tallies `{prefix}0..{prefix}{n-1}` each hold `each`.
+fn wait_tallies(c: &reqwest::blocking::Client, host: &Host, prefix: &str, n: u32, each: u32) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for k in 0..n {
+        let url = format!(
+            "{}/runtime/webhooks/durabletask/entities/tally/{prefix}{k}",
+            host.base
+        );
+        loop {
+            let r = c.get(&url).send().unwrap();
+            if r.status() == 200 && r.json::<u32>().unwrap() >= each {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{url} did not reach {each}");
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

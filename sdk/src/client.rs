@@ -141,6 +141,36 @@ pub fn raise_event(
     Ok(wit::raise_event(instance_id, event_name, data.as_deref())?)
 }
 
+/// Send `operation` with `input` to `entity`, one-way: it returns once the
+/// signal is stored, before the operation runs.
+pub fn signal_entity(
+    entity: &crate::EntityId,
+    operation: &str,
+    input: impl Serialize,
+) -> Result<(), ClientError> {
+    let input = encode(&format!("the input of operation '{operation}'"), input)?;
+    Ok(wit::signal_entity(
+        &entity.into(),
+        operation,
+        input.as_deref(),
+        None,
+    )?)
+}
+
+/// The state of `entity` as `T`; `None` if it has none.
+pub fn read_entity_state<T: serde::de::DeserializeOwned>(
+    entity: &crate::EntityId,
+) -> Result<Option<T>, ClientError> {
+    let Some(json) = wit::read_entity_state(&entity.into())? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&json).map(Some).map_err(|e| {
+        ClientError::from(format!(
+            "the state of entity {entity} does not read as the type asked for: {e}"
+        ))
+    })
+}
+
 /// Stop `instance_id` for good; it ends `Terminated`.
 pub fn terminate(instance_id: &str, reason: Option<&str>) -> Result<(), ClientError> {
     Ok(wit::terminate(instance_id, reason)?)

@@ -34,10 +34,11 @@ pub use output::{blob, queue};
 pub use triggers::{Blob, IntoTriggerResult, QueueMessage, TimerInfo};
 
 pub use durable::{
-    Either, OrchestrationContext, OrchestrationError, RetryOptions, Task, TaskError,
+    Either, EntityContext, EntityId, OrchestrationContext, OrchestrationError, RetryOptions, Task,
+    TaskError,
 };
 pub use fnhost_sdk_macros::{
-    activity, blob_trigger, export_functions, http_trigger, orchestrator, queue_trigger,
+    activity, blob_trigger, entity, export_functions, http_trigger, orchestrator, queue_trigger,
     timer_trigger,
 };
 pub use http::{HttpRequest, HttpResponse, IntoHttpResponse};
@@ -66,9 +67,9 @@ pub mod __private {
 
     pub use crate::bindings::fnhost::function::durable_types::Failure;
     pub use crate::durable::{
-        ActivityFailureViaDisplay, ActivityFailureViaTaskError, ActivityFn, ErrorWrap,
+        ActivityFailureViaDisplay, ActivityFailureViaTaskError, ActivityFn, EntityFn, ErrorWrap,
         OrchestrationFailureViaDisplay, OrchestrationFailureViaInto, OrchestratorFuture,
-        activity_input, activity_output, orchestration_output, run_orchestrator,
+        activity_input, activity_output, orchestration_output, run_entity, run_orchestrator,
     };
 
     use crate::bindings::fnhost::function::durable_types as durable;
@@ -100,6 +101,10 @@ pub mod __private {
         Timer {
             name: &'static str,
             handler: fn(crate::TimerInfo) -> Result<(), String>,
+        },
+        Entity {
+            name: &'static str,
+            handler: EntityFn,
         },
     }
 
@@ -153,6 +158,36 @@ pub mod __private {
                 _ => None,
             })
             .ok_or_else(|| missing("timerTrigger", function))?(timer.into())
+    }
+
+    /// Run a batch of operations of the entity named `function` (names
+    /// compare in lower case). No such entity: every operation fails.
+    pub fn dispatch_entity(
+        functions: &[Registration],
+        function: &str,
+        batch: durable::EntityBatch,
+    ) -> durable::EntityBatchResult {
+        let handler = functions.iter().find_map(|r| match r {
+            Registration::Entity { name, handler } if name.eq_ignore_ascii_case(function) => {
+                Some(*handler)
+            }
+            _ => None,
+        });
+        match handler {
+            Some(handler) => run_entity(handler, batch),
+            None => durable::EntityBatchResult {
+                results: batch
+                    .operations
+                    .iter()
+                    .map(|_| durable::OperationResult {
+                        outcome: Err(not_found("entityTrigger", function)),
+                        signals: Vec::new(),
+                        starts: Vec::new(),
+                    })
+                    .collect(),
+                state: batch.state,
+            },
+        }
     }
 
     /// Run one episode of the orchestrator named `function`.

@@ -1,7 +1,7 @@
 // Drives the dashboard of a running host in Debian's headless Chromium
 // (playwright-core, no browser download): list filters and paging, the seed
 // 002 fan-out's timeline, every action button, the functions view, the key
-// sent as x-functions-key, a phone-width window. Screenshots go to SHOTS.
+// sent as x-functions-key, the entities view, a phone-width window. Screenshots go to SHOTS.
 //
 //   node dashboard.mjs BASE SHOTS      (run by tests/dashboard.rs)
 //
@@ -64,6 +64,12 @@ for (const id of [fanOut, 'hello-0', 'hello-1', 'hello-2', 'parent-1']) await re
 await reaches('flaky-1', 'Failed');
 await reaches('appr-event', 'Running');
 await reaches('appr-control', 'Running');
+// A counter entity (seed 003's) with state 7, signalled through the HTTP API.
+const signalled = await api('/entities/counter/dash?op=add', {
+  method: 'POST', headers: { 'content-type': 'application/json' }, body: '7',
+});
+assert.equal(signalled.status, 202, JSON.stringify(signalled.body));
+await until('counter@dash to hold 7', async () => (await api('/entities/counter/dash')).body === 7);
 
 // ---- the browser -----------------------------------------------------------
 const profile = mkdtempSync(join(tmpdir(), 'fnhost-chromium-'));
@@ -243,7 +249,15 @@ try {
   assert.ok((await count('Flaky', 'failed')) >= 1);
   assert.match(await page.textContent('#functions tr[data-name="starter_function"]'), /\/api\/starter_function/);
   assert.match(await page.textContent('#hub'), /TestHub/);
-  assert.equal(await page.isVisible('#nav-entities'), false, 'no entities section while the API has none');
+
+  // Entities: the section appears because the host serves entities/, and lists the counter.
+  await page.waitForSelector('#nav-entities', { state: 'visible' });
+  await page.click('#nav-entities');
+  const row = await until('the counter in the entities view', async () => {
+    const rows = await page.$$eval('#entities tr', (trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent.trim())));
+    return rows.find((cells) => cells[0] === 'counter' && cells[1] === 'dash');
+  });
+  assert.equal(row[3], '7', JSON.stringify(row));
   await page.screenshot({ path: join(shots, 'functions.png') });
 
   // Phone width: nothing wider than the window.

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 
-from azure.durable_functions import DurableOrchestrationClient
+from azure.durable_functions import DurableOrchestrationClient, EntityId
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
 
 base, hub = sys.argv[1], sys.argv[2]
@@ -116,6 +116,24 @@ async def main():
     assert result.instances_deleted == 1, result
     result = await client.purge_instance_history(chain)
     assert result.instances_deleted == 0, result
+    # Entities (seed 003's counter): signal_entity, read_entity_state.
+    counter = EntityId("counter", "py-counter")
+    await client.signal_entity(counter, "add", 100)
+    await client.signal_entity(counter, "subtract", 25)
+    end = time.monotonic() + 60
+    while True:
+        state = await client.read_entity_state(counter)
+        if state.entity_exists and state.entity_state == 75:
+            break
+        assert time.monotonic() < end, f"py-counter did not reach 75: {state.entity_state}"
+        await asyncio.sleep(0.1)
+    missing = await client.read_entity_state(EntityId("counter", "py-never-signalled"))
+    assert not missing.entity_exists
+    try:
+        await client.signal_entity(EntityId("nosuchentity", "k"), "add", 1)
+        raise AssertionError("signal_entity of an unknown entity succeeded")
+    except Exception as e:  # noqa: BLE001 - the client raises a bare Exception
+        assert "400" in str(e), e
     print("python durable client: all operations ok")
 
 

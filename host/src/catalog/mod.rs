@@ -339,11 +339,11 @@ fn load_folder(
                 });
                 functions.push(entry);
             }
-            Trigger::Orchestration | Trigger::Activity => {
-                let interface = if matches!(def.trigger, Trigger::Orchestration) {
-                    runtime::ORCHESTRATOR_INTERFACE
-                } else {
-                    runtime::ACTIVITY_INTERFACE
+            Trigger::Orchestration | Trigger::Activity | Trigger::Entity => {
+                let interface = match def.trigger {
+                    Trigger::Orchestration => runtime::ORCHESTRATOR_INTERFACE,
+                    Trigger::Activity => runtime::ACTIVITY_INTERFACE,
+                    _ => runtime::ENTITY_INTERFACE,
                 };
                 component
                     .require_export(

@@ -70,11 +70,12 @@ impl Engine {
         let given = instance_id.is_some();
         let id = instance_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         if id.is_empty()
+            || id.starts_with('@')
             || id.len() > 256
             || id.chars().any(|c| c.is_control() || "/\\#?".contains(c))
         {
             return Err(ClientError::BadRequest(format!(
-                "'{id}' is not a valid instance id (no / \\ # ? or control characters, at most 256)"
+                "'{id}' is not a valid instance id (no / \\ # ? or control characters, not starting with @, at most 256)"
             )));
         }
         // A fresh id cannot exist yet: no need to read it (one storage call less).
@@ -608,6 +609,25 @@ impl DurableClient for Arc<Engine> {
             Err(ClientError::NotFound(_)) => Ok(None),
             Err(e) => Err(message(e)),
         }
+    }
+
+    async fn signal_entity(
+        &self,
+        name: &str,
+        key: &str,
+        operation: &str,
+        input: Option<String>,
+        scheduled_ms: Option<u64>,
+    ) -> Result<(), String> {
+        Engine::signal_entity(self, name, key, operation, input, scheduled_ms)
+            .await
+            .map_err(message)
+    }
+
+    async fn read_entity_state(&self, name: &str, key: &str) -> Result<Option<String>, String> {
+        Engine::read_entity_state(self, name, key)
+            .await
+            .map_err(message)
     }
 
     async fn raise_event(

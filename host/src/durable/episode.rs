@@ -69,6 +69,9 @@ pub async fn run(
     cache: &mut Option<Cached>,
     tries: u32,
 ) -> Result<Outcome, StorageError> {
+    if super::entity::is_entity(id) {
+        return super::entity::run(engine, part, id, works, cache, tries).await;
+    }
     match attempt(engine, part, id, works, cache, tries).await {
         Err(StorageError::Conflict(_)) => {
             tracing::debug!("orchestration '{id}': history changed under us; replaying again");
@@ -317,6 +320,10 @@ async fn attempt(
                 new.push(record(Record::Event(HistoryEvent::ExecutionResumed)));
             }
             ControlEvent::Suspend { .. } | ControlEvent::Resume { .. } => {}
+            ControlEvent::Entity(op) => tracing::warn!(
+                "orchestration '{id}': ignoring entity operation '{}' (entity ids are @name@key)",
+                op.operation
+            ),
         }
     }
 
@@ -472,6 +479,7 @@ async fn attempt(
         };
         custom_status = Some(response.custom_status.clone());
         for action in response.actions {
+            let call = matches!(action, Action::CallEntity(_));
             match action {
                 Action::ScheduleActivity(t) => {
                     effects.work.push(WorkItem {
@@ -550,6 +558,37 @@ async fn attempt(
                         Record::Event(HistoryEvent::EventSent(e)),
                         now,
                     ));
+                }
+                Action::SignalEntity(e) | Action::CallEntity(e) => {
+                    let message = ControlMessage {
+                        instance_id: super::entity::instance_id(&e.target.name, &e.target.key),
+                        execution_id: None,
+                        event: ControlEvent::Entity(Box::new(super::entity::EntityOp {
+                            operation: e.operation.clone(),
+                            input: e.input.clone(),
+                            scheduled: e.scheduled_time.filter(|_| !call),
+                            caller: call.then(|| super::entity::Caller {
+                                instance_id: id.to_string(),
+                                execution_id: execution_id.clone(),
+                                event_id: e.event_id,
+                            }),
+                        })),
+                        parent: None,
+                        // Derived: sent again after a crash, it is applied once.
+                        id: Some(format!("{id}:{execution_id}:{}", e.event_id)),
+                    };
+                    match e.scheduled_time.filter(|at| !call && *at > now) {
+                        Some(at) => effects
+                            .delayed
+                            .push((message, Duration::from_millis(at - now).min(MAX_DELAY))),
+                        None => effects.control.push(message),
+                    }
+                    let event = if call {
+                        HistoryEvent::EntityCalled(e)
+                    } else {
+                        HistoryEvent::EntitySignaled(e)
+                    };
+                    new.push(StoredRecord::new(Record::Event(event), now));
                 }
                 Action::Complete(result) => {
                     let (record_status, out, fail) = match result {
@@ -1084,12 +1123,12 @@ fn notify_parent(parent: &Parent, result: Result<Option<String>, Failure>) -> Co
 /// The id a result event completes: (is a timer, id); None for other events.
 fn result_id(event: &HistoryEvent) -> Option<(bool, u32)> {
     match event {
-        HistoryEvent::TaskCompleted(c) | HistoryEvent::SubOrchestrationCompleted(c) => {
-            Some((false, c.task_scheduled_id))
-        }
-        HistoryEvent::TaskFailed(f) | HistoryEvent::SubOrchestrationFailed(f) => {
-            Some((false, f.task_scheduled_id))
-        }
+        HistoryEvent::TaskCompleted(c)
+        | HistoryEvent::SubOrchestrationCompleted(c)
+        | HistoryEvent::EntityCallCompleted(c) => Some((false, c.task_scheduled_id)),
+        HistoryEvent::TaskFailed(f)
+        | HistoryEvent::SubOrchestrationFailed(f)
+        | HistoryEvent::EntityCallFailed(f) => Some((false, f.task_scheduled_id)),
         HistoryEvent::TimerFired(t) => Some((true, t.timer_id)),
         _ => None,
     }

@@ -101,6 +101,22 @@ pub fn event_json(r: &StoredRecord) -> Value {
             }),
             HistoryEvent::EventRaised(e) => json!({"Name": e.name, "Input": payload(&e.input)}),
             HistoryEvent::ExecutionSuspended | HistoryEvent::ExecutionResumed => json!({}),
+            HistoryEvent::EntitySignaled(c) | HistoryEvent::EntityCalled(c) => json!({
+                "EventId": c.event_id,
+                "TargetInstanceId": format!("@{}@{}", c.target.name, c.target.key),
+                "Operation": c.operation,
+                "Input": payload(&c.input),
+                "ScheduledTime": c.scheduled_time.map(iso),
+            }),
+            HistoryEvent::EntityCallCompleted(c) => {
+                json!({"TaskScheduledId": c.task_scheduled_id, "Result": payload(&c.output)})
+            }
+            HistoryEvent::EntityCallFailed(f) => json!({
+                "TaskScheduledId": f.task_scheduled_id,
+                "ErrorType": f.failure.error_type,
+                "Reason": f.failure.message,
+                "Details": payload(&f.failure.details),
+            }),
         },
         Record::ExecutionCompleted {
             status,

@@ -149,6 +149,9 @@ pub struct Filter {
     pub created_to: Option<u64>,
     pub statuses: Vec<RuntimeStatus>,
     pub prefix: Option<String>,
+    /// Last updated within (entities: their last operation).
+    pub updated_from: Option<u64>,
+    pub updated_to: Option<u64>,
 }
 
 impl Filter {
@@ -159,6 +162,12 @@ impl Filter {
         }
         if let Some(to) = self.created_to {
             parts.push(format!("CreatedTime le '{}'", iso(to)));
+        }
+        if let Some(from) = self.updated_from {
+            parts.push(format!("LastUpdatedTime ge '{}'", iso(from)));
+        }
+        if let Some(to) = self.updated_to {
+            parts.push(format!("LastUpdatedTime le '{}'", iso(to)));
         }
         if !self.statuses.is_empty() {
             let any: Vec<String> = self
@@ -250,7 +259,7 @@ async fn to_entity(
     Ok(e)
 }
 
-async fn from_entity(hub: &Hub, e: &Entity) -> Result<InstanceRow, StorageError> {
+pub(super) async fn from_entity(hub: &Hub, e: &Entity) -> Result<InstanceRow, StorageError> {
     let time = |name: &str| e.str(name).and_then(parse_iso);
     Ok(InstanceRow {
         instance_id: e.partition_key.clone(),

@@ -10,6 +10,8 @@
 
 pub mod activities;
 pub mod client;
+pub mod entity;
+pub mod entity_client;
 mod episode;
 pub mod history;
 mod holds;

@@ -115,6 +115,8 @@ pub enum ControlEvent {
     Resume {
         reason: Option<String>,
     },
+    /// An operation for an entity (`@name@key`).
+    Entity(Box<super::entity::EntityOp>),
 }
 
 /// A message on a control queue `{hub}-control-NN`.
@@ -181,6 +183,10 @@ impl Record {
                 HistoryEvent::EventRaised(_) => "EventRaised",
                 HistoryEvent::ExecutionSuspended => "ExecutionSuspended",
                 HistoryEvent::ExecutionResumed => "ExecutionResumed",
+                HistoryEvent::EntitySignaled(_) => "EntityOperationSignaled",
+                HistoryEvent::EntityCalled(_) => "EntityOperationCalled",
+                HistoryEvent::EntityCallCompleted(_) => "EntityOperationCompleted",
+                HistoryEvent::EntityCallFailed(_) => "EntityOperationFailed",
             },
             Record::ExecutionCompleted { .. } => "ExecutionCompleted",
             Record::ExecutionTerminated { .. } => "ExecutionTerminated",
@@ -224,6 +230,9 @@ impl StoredRecord {
 /// same partition packed together (one storage call instead of many).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
+// Only ever a parsed queue message on its way to being unpacked: boxing
+// the single message would add an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ControlPayload {
     Packed { messages: Vec<ControlMessage> },
     One(ControlMessage),

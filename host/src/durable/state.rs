@@ -54,11 +54,13 @@ impl InstanceState {
                     }
                     match record {
                         Record::Event(HistoryEvent::TaskCompleted(c))
-                        | Record::Event(HistoryEvent::SubOrchestrationCompleted(c)) => {
+                        | Record::Event(HistoryEvent::SubOrchestrationCompleted(c))
+                        | Record::Event(HistoryEvent::EntityCallCompleted(c)) => {
                             s.completed.insert(c.task_scheduled_id);
                         }
                         Record::Event(HistoryEvent::TaskFailed(f))
-                        | Record::Event(HistoryEvent::SubOrchestrationFailed(f)) => {
+                        | Record::Event(HistoryEvent::SubOrchestrationFailed(f))
+                        | Record::Event(HistoryEvent::EntityCallFailed(f)) => {
                             s.completed.insert(f.task_scheduled_id);
                         }
                         Record::Event(HistoryEvent::TimerFired(t)) => {
@@ -135,12 +137,12 @@ impl InstanceState {
     /// Whether `event` is a result this history already has.
     pub fn is_duplicate(&self, event: &HistoryEvent) -> bool {
         match event {
-            HistoryEvent::TaskCompleted(c) | HistoryEvent::SubOrchestrationCompleted(c) => {
-                self.completed.contains(&c.task_scheduled_id)
-            }
-            HistoryEvent::TaskFailed(f) | HistoryEvent::SubOrchestrationFailed(f) => {
-                self.completed.contains(&f.task_scheduled_id)
-            }
+            HistoryEvent::TaskCompleted(c)
+            | HistoryEvent::SubOrchestrationCompleted(c)
+            | HistoryEvent::EntityCallCompleted(c) => self.completed.contains(&c.task_scheduled_id),
+            HistoryEvent::TaskFailed(f)
+            | HistoryEvent::SubOrchestrationFailed(f)
+            | HistoryEvent::EntityCallFailed(f) => self.completed.contains(&f.task_scheduled_id),
             HistoryEvent::TimerFired(t) => self.fired.contains(&t.timer_id),
             _ => false,
         }

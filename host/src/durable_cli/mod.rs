@@ -525,7 +525,7 @@ fn filter(
         created_from: date("--created-after", created_after)?,
         created_to: date("--created-before", created_before)?,
         statuses: parsed,
-        prefix: None,
+        ..Filter::default()
     })
 }
 

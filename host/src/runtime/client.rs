@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 use super::HostState;
 use super::bindings::fnhost::function::durable_client::Host;
+use super::bindings::fnhost::function::durable_types::EntityId;
 use super::bindings::fnhost::function::types::HttpResponse;
 
 /// Durable Functions' client operations, as the engine provides them. Errors
@@ -38,6 +39,17 @@ pub trait DurableClient: Send + Sync {
     async fn suspend(&self, instance_id: &str, reason: Option<String>) -> Result<(), String>;
     async fn resume(&self, instance_id: &str, reason: Option<String>) -> Result<(), String>;
     async fn purge(&self, instance_id: &str) -> Result<bool, String>;
+    /// Send `operation` to the entity `@name@key`, one-way; done once stored.
+    async fn signal_entity(
+        &self,
+        name: &str,
+        key: &str,
+        operation: &str,
+        input: Option<String>,
+        scheduled_ms: Option<u64>,
+    ) -> Result<(), String>;
+    /// The entity's state (JSON); None if it has none.
+    async fn read_entity_state(&self, name: &str, key: &str) -> Result<Option<String>, String>;
     /// 202 + Location + the management URLs, based on the scheme and host of `request_url`.
     fn check_status_response(&self, request_url: &str, instance_id: &str) -> HttpResponse;
     /// 200 with the output when the instance finishes within `timeout`, else the 202.
@@ -124,6 +136,24 @@ impl Host for HostState {
 
     async fn purge(&mut self, instance_id: String) -> Result<bool, String> {
         self.client()?.purge(&instance_id).await
+    }
+
+    async fn signal_entity(
+        &mut self,
+        entity: EntityId,
+        operation: String,
+        input: Option<String>,
+        scheduled_time: Option<u64>,
+    ) -> Result<(), String> {
+        self.client()?
+            .signal_entity(&entity.name, &entity.key, &operation, input, scheduled_time)
+            .await
+    }
+
+    async fn read_entity_state(&mut self, entity: EntityId) -> Result<Option<String>, String> {
+        self.client()?
+            .read_entity_state(&entity.name, &entity.key)
+            .await
     }
 
     async fn create_check_status_response(

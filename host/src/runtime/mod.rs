@@ -41,6 +41,7 @@ pub mod bindings {
 
 use bindings::exports::fnhost::function::activity::GuestIndices as ActivityIndices;
 use bindings::exports::fnhost::function::blob::GuestIndices as BlobIndices;
+use bindings::exports::fnhost::function::entity::GuestIndices as EntityIndices;
 use bindings::exports::fnhost::function::http::GuestIndices as HttpIndices;
 use bindings::exports::fnhost::function::orchestrator::GuestIndices as OrchestratorIndices;
 use bindings::exports::fnhost::function::queue::GuestIndices as QueueIndices;
@@ -61,6 +62,8 @@ pub const QUEUE_INTERFACE: &str = "fnhost:function/queue@0.1.0";
 pub const BLOB_INTERFACE: &str = "fnhost:function/blob@0.1.0";
 /// The exported interface that `timerTrigger` functions need.
 pub const TIMER_INTERFACE: &str = "fnhost:function/timer@0.1.0";
+/// The exported interface that `entityTrigger` functions need.
+pub const ENTITY_INTERFACE: &str = "fnhost:function/entity@0.1.0";
 
 /// How often the epoch advances: the granularity of `functionTimeout`, and the
 /// slice after which a long-running guest yields to other work (10 ms).
@@ -139,6 +142,7 @@ pub struct Component {
     queue: Result<QueueIndices, String>,
     blob: Result<BlobIndices, String>,
     timer: Result<TimerIndices, String>,
+    entity: Result<EntityIndices, String>,
     /// SHA-256 of the `.wasm`, hex.
     pub hash: String,
     /// The `.wasm` it was loaded from.
@@ -159,6 +163,7 @@ impl Component {
             QUEUE_INTERFACE => self.queue.is_ok(),
             BLOB_INTERFACE => self.blob.is_ok(),
             TIMER_INTERFACE => self.timer.is_ok(),
+            ENTITY_INTERFACE => self.entity.is_ok(),
             _ => false,
         };
         if present {
@@ -180,6 +185,7 @@ enum Call {
     Queue(QueueMessage),
     Blob(BlobItem),
     Timer(TimerInfo),
+    Entity(durable::EntityBatch),
 }
 
 /// The guest's answer to a [`Call`] of the same kind.
@@ -188,6 +194,7 @@ enum Reply {
     Activity(Result<Option<String>, durable::Failure>),
     /// A queue, blob or timer function: its error message, if it failed.
     Done(Result<(), String>),
+    Entity(durable::EntityBatchResult),
 }
 
 /// The input of a queue, blob or timer invocation.
@@ -369,6 +376,7 @@ impl Runtime {
         let queue = QueueIndices::new(&pre).map_err(|e| format!("{e:#}"));
         let blob = BlobIndices::new(&pre).map_err(|e| format!("{e:#}"));
         let timer = TimerIndices::new(&pre).map_err(|e| format!("{e:#}"));
+        let entity = EntityIndices::new(&pre).map_err(|e| format!("{e:#}"));
         Ok(Component {
             pre,
             http,
@@ -377,6 +385,7 @@ impl Runtime {
             queue,
             blob,
             timer,
+            entity,
             hash,
             path: path.to_owned(),
         })
@@ -519,6 +528,19 @@ impl Runtime {
         let _ = self.outputs.set(outputs);
     }
 
+    /// Run a batch of operations of the entity `invocation.function`.
+    pub async fn invoke_entity(
+        &self,
+        component: &Component,
+        invocation: &Invocation,
+        batch: durable::EntityBatch,
+    ) -> Result<durable::EntityBatchResult, InvokeError> {
+        match self.run(component, invocation, Call::Entity(batch)).await? {
+            Reply::Entity(r) => Ok(r),
+            _ => unreachable!("an entity call answers with an entity reply"),
+        }
+    }
+
     /// The durable engine that the `durable-client` import talks to. Set once,
     /// after start-up has connected to storage.
     pub fn set_durable_client(&self, client: SharedClient) {
@@ -542,6 +564,7 @@ impl Runtime {
             Call::Queue(_) => component.queue.as_ref().err().map(|_| QUEUE_INTERFACE),
             Call::Blob(_) => component.blob.as_ref().err().map(|_| BLOB_INTERFACE),
             Call::Timer(_) => component.timer.as_ref().err().map(|_| TIMER_INTERFACE),
+            Call::Entity(_) => component.entity.as_ref().err().map(|_| ENTITY_INTERFACE),
         };
         if let Some(interface) = missing {
             return Err(InvokeError::NotExported(interface));
@@ -597,6 +620,14 @@ impl Runtime {
                         .expect("checked above")
                         .load(&mut store, &instance)?;
                     Reply::Done(guest.call_handle(&mut store, name, timer).await?)
+                }
+                Call::Entity(batch) => {
+                    let guest = component
+                        .entity
+                        .as_ref()
+                        .expect("checked above")
+                        .load(&mut store, &instance)?;
+                    Reply::Entity(guest.call_run(&mut store, name, &batch).await?)
                 }
             })
         }

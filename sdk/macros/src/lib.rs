@@ -253,6 +253,60 @@ fn expand_orchestrator(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStre
     .into())
 }
 
+/// Marks a `fn(ctx: &mut EntityContext)` as an `entityTrigger` function (a durable entity).
+///
+/// It runs once per operation; it returns `()` or a `Result<(), E>` with a `Display`
+/// error: an `Err` fails that operation only (its state change is rolled back, the
+/// caller gets the text). Its name is the Rust name, or `#[entity(name = "Counter")]`;
+/// entity names are compared in lower case.
+#[proc_macro_attribute]
+pub fn entity(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let func = parse_macro_input!(item as ItemFn);
+    expand_entity(attr, func).unwrap_or_else(|e| e.to_compile_error().into())
+}
+
+fn expand_entity(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {
+    let name = function_name(attr, &func)?;
+    let sig = &func.sig;
+    if let Some(asyncness) = sig.asyncness {
+        return Err(syn::Error::new(
+            asyncness.span(),
+            "an entity is a plain `fn(&mut EntityContext)`: each operation runs to completion",
+        ));
+    }
+    reject_generics(&func)?;
+    if sig.inputs.len() != 1 {
+        return Err(syn::Error::new(
+            sig.inputs.span(),
+            "an entity takes one argument: `ctx: &mut EntityContext`",
+        ));
+    }
+    let ident = &sig.ident;
+    let body = if returns_result(&sig.output) {
+        quote! { #ident(ctx).map_err(|e| e.to_string()) }
+    } else {
+        quote! {{ #ident(ctx); ::std::result::Result::Ok(()) }}
+    };
+    let registration = registration_ident(ident);
+    let wrapper = format_ident!("__fnhost_entity_{}", ident);
+    Ok(quote! {
+        #func
+
+        #[doc(hidden)]
+        fn #wrapper(
+            ctx: &mut ::fnhost_sdk::EntityContext,
+        ) -> ::std::result::Result<(), ::std::string::String> {
+            #body
+        }
+
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        const #registration: ::fnhost_sdk::__private::Registration =
+            ::fnhost_sdk::__private::Registration::Entity { name: #name, handler: #wrapper };
+    }
+    .into())
+}
+
 /// Whether the return type is spelled `Result<..>` (any path ending so, e.g.
 /// `anyhow::Result<T>`): its `Err` then fails the function instead of being its output.
 fn returns_result(output: &ReturnType) -> bool {
@@ -356,6 +410,15 @@ pub fn export_functions(input: TokenStream) -> TokenStream {
                 timer: ::fnhost_sdk::bindings::fnhost::function::trigger_types::TimerInfo,
             ) -> ::std::result::Result<(), ::std::string::String> {
                 ::fnhost_sdk::__private::dispatch_timer(__FNHOST_FUNCTIONS, &function, timer)
+            }
+        }
+
+        impl ::fnhost_sdk::bindings::exports::fnhost::function::entity::Guest for __FnhostComponent {
+            fn run(
+                function: ::std::string::String,
+                batch: ::fnhost_sdk::bindings::fnhost::function::durable_types::EntityBatch,
+            ) -> ::fnhost_sdk::bindings::fnhost::function::durable_types::EntityBatchResult {
+                ::fnhost_sdk::__private::dispatch_entity(__FNHOST_FUNCTIONS, &function, batch)
             }
         }
 

@@ -12,8 +12,9 @@ use super::futures::{ExternalEvent, Race, Task, Timer, WhenAll, WhenAny};
 use super::retry::{self, RetryOptions};
 use super::state::{Call, State};
 use crate::bindings::fnhost::function::durable_types::{
-    Action, EventSent, Failure, SubOrchestrationCreated, TaskScheduled, TimerCreated,
+    Action, EntityCalled, EventSent, Failure, SubOrchestrationCreated, TaskScheduled, TimerCreated,
 };
+use crate::durable::EntityId;
 
 pub(crate) struct Inner {
     pub(crate) instance_id: String,
@@ -231,6 +232,85 @@ impl OrchestrationContext {
                 input,
             })
         });
+    }
+
+    /// Send `operation` with `input` to `entity`, one-way (fire and forget).
+    /// Signals from one orchestration to one entity arrive in the order sent.
+    pub fn signal_entity(&self, entity: &EntityId, operation: &str, input: impl Serialize) {
+        self.entity_operation(entity, operation, input, None, true);
+    }
+
+    /// As [`signal_entity`](Self::signal_entity), delivered at `at` (UTC).
+    pub fn signal_entity_at(
+        &self,
+        entity: &EntityId,
+        operation: &str,
+        input: impl Serialize,
+        at: SystemTime,
+    ) {
+        self.entity_operation(entity, operation, input, Some(super::millis(at)), true);
+    }
+
+    /// Call `operation` of `entity` with `input` and wait for its result as `R`
+    /// (an operation that fails resolves to its error). The entity runs it once:
+    /// a replay takes the result from the history.
+    pub fn call_entity<R>(
+        &self,
+        entity: &EntityId,
+        operation: &str,
+        input: impl Serialize,
+    ) -> Task<R> {
+        let id = self.entity_operation(entity, operation, input, None, false);
+        match id {
+            Some(id) => Task::scheduled(
+                self.clone(),
+                id,
+                format!("operation '{operation}' of entity '{entity}'"),
+            ),
+            None => Task::failed(TaskError::new(
+                "SerializationError",
+                format!("the input of operation '{operation}' cannot be serialized to JSON"),
+            )),
+        }
+    }
+
+    fn entity_operation(
+        &self,
+        entity: &EntityId,
+        operation: &str,
+        input: impl Serialize,
+        scheduled_time: Option<u64>,
+        signal: bool,
+    ) -> Option<u32> {
+        let input = match super::encode(&input) {
+            Ok(input) => input,
+            Err(e) => {
+                if signal {
+                    self.fail_serialization(&format!("the input of operation '{operation}'"), e);
+                }
+                return None;
+            }
+        };
+        let call = Call::Entity {
+            operation: operation.to_owned(),
+            entity: entity.to_string(),
+            signal,
+        };
+        let id = self.state().schedule(call, |event_id| {
+            let called = EntityCalled {
+                event_id,
+                target: entity.into(),
+                operation: operation.to_owned(),
+                input,
+                scheduled_time,
+            };
+            if signal {
+                Action::SignalEntity(called)
+            } else {
+                Action::CallEntity(called)
+            }
+        });
+        Some(id)
     }
 
     /// Restart the instance with `input` and an empty history once the orchestrator

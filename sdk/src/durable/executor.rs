@@ -177,10 +177,14 @@ fn apply(state: &mut State, event: HistoryEvent, in_past: bool) -> bool {
             state.input = started.input;
             return true;
         }
-        HistoryEvent::TaskCompleted(done) | HistoryEvent::SubOrchestrationCompleted(done) => {
+        HistoryEvent::TaskCompleted(done)
+        | HistoryEvent::SubOrchestrationCompleted(done)
+        | HistoryEvent::EntityCallCompleted(done) => {
             state.resolve(done.task_scheduled_id, Outcome::Completed(done.output));
         }
-        HistoryEvent::TaskFailed(failed) | HistoryEvent::SubOrchestrationFailed(failed) => {
+        HistoryEvent::TaskFailed(failed)
+        | HistoryEvent::SubOrchestrationFailed(failed)
+        | HistoryEvent::EntityCallFailed(failed) => {
             state.resolve(failed.task_scheduled_id, Outcome::Failed(failed.failure));
         }
         HistoryEvent::TimerFired(fired) => state.resolve(fired.timer_id, Outcome::Fired),
@@ -190,6 +194,8 @@ fn apply(state: &mut State, event: HistoryEvent, in_past: bool) -> bool {
         | HistoryEvent::TimerCreated(_)
         | HistoryEvent::SubOrchestrationCreated(_)
         | HistoryEvent::EventSent(_)
+        | HistoryEvent::EntitySignaled(_)
+        | HistoryEvent::EntityCalled(_)
         | HistoryEvent::ExecutionSuspended
         | HistoryEvent::ExecutionResumed => {}
     }

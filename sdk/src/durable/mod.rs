@@ -29,6 +29,7 @@
 
 mod activity;
 mod context;
+mod entity;
 mod error;
 mod events;
 mod executor;
@@ -40,6 +41,7 @@ mod state;
 mod tests;
 
 pub use context::OrchestrationContext;
+pub use entity::{EntityContext, EntityError, EntityId};
 pub use error::{OrchestrationError, TaskError};
 pub use futures::{Either, ExternalEvent, Race, Task, Timer, WhenAll, WhenAny};
 pub use retry::RetryOptions;
@@ -50,6 +52,8 @@ pub use activity::{
     OrchestrationFailureViaDisplay, OrchestrationFailureViaInto, activity_input, activity_output,
     orchestration_output,
 };
+#[doc(hidden)]
+pub use entity::{EntityFn, run_entity};
 #[doc(hidden)]
 pub use executor::{OrchestratorFuture, run_orchestrator};
 
@@ -62,8 +66,20 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Option<String>, serde_json
 }
 
 /// `T` from a payload; no payload reads as JSON `null` (so `Option` and `()` accept it).
+///
+/// A payload that does not fit `T` but is a JSON string holding JSON that
+/// does is read from that inner JSON: Durable Functions' Python client
+/// encodes inputs twice (`json.dumps`, then posted as JSON), so its `100`
+/// arrives as `"100"`, which the Python worker would decode again.
 fn decode<T: DeserializeOwned>(json: Option<&str>) -> Result<T, serde_json::Error> {
-    serde_json::from_str(json.unwrap_or("null"))
+    let text = json.unwrap_or("null");
+    match serde_json::from_str(text) {
+        Ok(value) => Ok(value),
+        Err(e) => match serde_json::from_str::<String>(text) {
+            Ok(inner) => serde_json::from_str(&inner).map_err(|_| e),
+            Err(_) => Err(e),
+        },
+    }
 }
 
 /// Milliseconds since the Unix epoch; times before it clamp to 0.
@@ -71,4 +87,16 @@ fn millis(time: std::time::SystemTime) -> u64 {
     time.duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod decode_tests {
+    #[test]
+    fn doubly_encoded_payloads_are_read_when_they_fit_no_other_way() {
+        assert_eq!(super::decode::<i64>(Some("100")).unwrap(), 100);
+        assert_eq!(super::decode::<i64>(Some("\"100\"")).unwrap(), 100);
+        assert_eq!(super::decode::<String>(Some("\"100\"")).unwrap(), "100");
+        assert!(super::decode::<i64>(Some("\"ten\"")).is_err());
+        assert_eq!(super::decode::<Option<i64>>(None).unwrap(), None);
+    }
 }

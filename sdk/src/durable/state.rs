@@ -15,10 +15,24 @@ pub(crate) enum Outcome {
 /// A scheduling action, as the code makes it or as the history recorded it.
 #[derive(Debug, Clone)]
 pub(crate) enum Call {
-    Activity { name: String },
+    Activity {
+        name: String,
+    },
     Timer,
-    SubOrchestrator { name: String, instance_id: String },
-    SendEvent { name: String, instance_id: String },
+    SubOrchestrator {
+        name: String,
+        instance_id: String,
+    },
+    SendEvent {
+        name: String,
+        instance_id: String,
+    },
+    /// `signal` false: a call, which waits for a result.
+    Entity {
+        operation: String,
+        entity: String,
+        signal: bool,
+    },
 }
 
 impl Call {
@@ -46,6 +60,14 @@ impl Call {
                     instance_id: e.instance_id.clone(),
                 },
             ),
+            HistoryEvent::EntitySignaled(e) | HistoryEvent::EntityCalled(e) => (
+                e.event_id,
+                Call::Entity {
+                    operation: e.operation.clone(),
+                    entity: format!("@{}@{}", e.target.name, e.target.key),
+                    signal: matches!(event, HistoryEvent::EntitySignaled(_)),
+                },
+            ),
             _ => return None,
         })
     }
@@ -60,6 +82,18 @@ impl Call {
                 a == b
             }
             (Call::SendEvent { name: a, .. }, Call::SendEvent { name: b, .. }) => a == b,
+            (
+                Call::Entity {
+                    operation: a,
+                    signal: sa,
+                    ..
+                },
+                Call::Entity {
+                    operation: b,
+                    signal: sb,
+                    ..
+                },
+            ) => a == b && sa == sb,
             _ => false,
         }
     }
@@ -74,6 +108,14 @@ impl Call {
             }
             Call::SendEvent { name, instance_id } => {
                 format!("send event '{name}' to instance '{instance_id}'")
+            }
+            Call::Entity {
+                operation,
+                entity,
+                signal,
+            } => {
+                let verb = if *signal { "signal" } else { "call" };
+                format!("{verb} operation '{operation}' of entity '{entity}'")
             }
         }
     }

@@ -244,6 +244,26 @@ async function main() {
     assert.equal(result.instancesDeleted, 0, JSON.stringify(result));
     assert.ok(!(await client.getStatusAll()).some((s) => s.instanceId === victim));
 
+    // Entities (seed 003's counter): signalEntity, readEntityState.
+    const counter = new df.EntityId("counter", "node-counter");
+    await client.signalEntity(counter, "add", 100);
+    await client.signalEntity(counter, "subtract", 25);
+    await client.signalEntity(counter, "add", { not: "a number" }); // fails in the entity, changes nothing
+    const end = Date.now() + 60_000;
+    for (;;) {
+        const state = await client.readEntityState(counter);
+        if (state.entityExists && state.entityState === 75) break;
+        assert.ok(Date.now() < end, `node-counter did not reach 75: ${JSON.stringify(state)}`);
+        await new Promise((r) => setTimeout(r, 100));
+    }
+    const never = await client.readEntityState(new df.EntityId("counter", "node-never-signalled"));
+    assert.equal(never.entityExists, false);
+    await rejects(
+        client.signalEntity(new df.EntityId("nosuchentity", "k"), "add", 1),
+        /400|no entity function named 'nosuchentity'/,
+        "signalEntity of an unknown entity",
+    );
+
     console.log("node durable client: all operations ok");
 }
 

@@ -2,7 +2,7 @@
 //! measured is the engine and storage, not the work.
 
 use fnhost_sdk::durable::{OrchestrationContext, OrchestrationError};
-use fnhost_sdk::{activity, orchestrator};
+use fnhost_sdk::{EntityContext, EntityId, activity, entity, orchestrator};
 
 /// `n` activities one after the other.
 #[orchestrator(name = "Chain")]
@@ -40,4 +40,27 @@ fn noop(i: u32) -> u32 {
     i
 }
 
-fnhost_sdk::export_functions!(chain, fan_out, small, noop);
+/// A counter: `add n`.
+#[entity(name = "Tally")]
+fn tally(ctx: &mut EntityContext) -> Result<(), String> {
+    let n: i64 = ctx.get_state(|| 0).map_err(|e| e.to_string())?;
+    let add: i64 = ctx.get_input().map_err(|e| e.to_string())?;
+    ctx.set_state(&(n + add));
+    Ok(())
+}
+
+/// Input `[count, entities]`: `count` signals spread over tallies `o0`..`o{entities-1}`.
+#[orchestrator(name = "SignalTallies")]
+async fn signal_tallies(ctx: OrchestrationContext) -> Result<u32, OrchestrationError> {
+    let (count, entities): (u32, u32) = ctx.input()?;
+    for i in 0..count {
+        ctx.signal_entity(
+            &EntityId::new("Tally", format!("o{}", i % entities)),
+            "add",
+            1,
+        );
+    }
+    Ok(count)
+}
+
+fnhost_sdk::export_functions!(chain, fan_out, small, noop, tally, signal_tallies);

@@ -122,11 +122,43 @@ async fn route(engine: &Arc<Engine>, req: &ApiRequest<'_>) -> Result<Response<Bo
             let id = engine.start_new(name, id, input).await?;
             Ok(check_status(engine, &req.base, &id))
         }
-        ["entities", ..] => Ok(error(
-            StatusCode::NOT_IMPLEMENTED,
-            "durable entities are not supported by this host yet".into(),
-        )),
-        ["instances", ..] | ["orchestrators", ..] => Ok(error(
+        ["entities"] if m == Method::GET => list_entities(engine, req, None).await,
+        ["entities", name] if m == Method::GET => list_entities(engine, req, Some(name)).await,
+        ["entities", name, key] if m == Method::GET => {
+            match engine.read_entity_state(name, key).await? {
+                Some(state) => Ok(json_text(StatusCode::OK, state)),
+                None => Err(ClientError::NotFound(crate::durable::entity::instance_id(
+                    name, key,
+                ))),
+            }
+        }
+        ["entities", name, key] if m == Method::POST => {
+            let op = req.query.get("op").map(String::as_str).unwrap_or_default();
+            let input = json_body(req.body)?;
+            let scheduled = match req.query.get("scheduledTime") {
+                Some(t) => Some(parse_iso(t).ok_or_else(|| {
+                    ClientError::BadRequest(format!("scheduledTime '{t}' is not a date"))
+                })?),
+                None => None,
+            };
+            engine
+                .signal_entity(name, key, op, input, scheduled)
+                .await?;
+            Ok(accepted())
+        }
+        ["entities", name, key] if m == Method::DELETE => {
+            if engine.delete_entity(name, key).await? {
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({ "entitiesDeleted": 1 }),
+                ))
+            } else {
+                Err(ClientError::NotFound(crate::durable::entity::instance_id(
+                    name, key,
+                )))
+            }
+        }
+        ["instances", ..] | ["orchestrators", ..] | ["entities", ..] => Ok(error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{m} is not allowed here"),
         )),
@@ -238,6 +270,7 @@ fn filter(req: &ApiRequest<'_>) -> Result<Filter, ClientError> {
         created_to: date("createdTimeTo")?,
         statuses,
         prefix: req.query.get("instanceIdPrefix").cloned(),
+        ..Filter::default()
     })
 }
 
@@ -259,7 +292,11 @@ async fn list(engine: &Arc<Engine>, req: &ApiRequest<'_>) -> Result<Response<Bod
         crate::durable::instances::query(&engine.hub, &filter, top, continuation).await?;
     let show_input = flag(req, "showInput");
     let mut docs = Vec::with_capacity(rows.len());
-    for row in &rows {
+    // Entities are listed under entities/, as Durable Functions does.
+    for row in rows
+        .iter()
+        .filter(|r| !crate::durable::entity::is_entity(&r.instance_id))
+    {
         docs.push(engine.status_json(row, false, false, show_input).await?);
     }
     let mut r = json_response(StatusCode::OK, &Value::Array(docs));
@@ -267,6 +304,64 @@ async fn list(engine: &Arc<Engine>, req: &ApiRequest<'_>) -> Result<Response<Bod
         r.headers_mut().insert("x-ms-continuation-token", token);
     }
     Ok(r)
+}
+
+/// `GET entities[/{name}]`: Durable Functions' entity query.
+async fn list_entities(
+    engine: &Arc<Engine>,
+    req: &ApiRequest<'_>,
+    name: Option<&str>,
+) -> Result<Response<Body>, ClientError> {
+    let date = |key: &str| -> Result<Option<u64>, ClientError> {
+        match req.query.get(key) {
+            None => Ok(None),
+            Some(v) => parse_iso(v)
+                .map(Some)
+                .ok_or_else(|| ClientError::BadRequest(format!("{key} '{v}' is not a date"))),
+        }
+    };
+    let top = match req.query.get("top") {
+        Some(t) => Some(
+            t.parse::<u32>()
+                .map_err(|_| ClientError::BadRequest(format!("top '{t}' is not a number")))?,
+        ),
+        None => Some(100),
+    };
+    let continuation = req
+        .headers
+        .get("x-ms-continuation-token")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && *v != "null");
+    let (entities, next) = engine
+        .list_entities(
+            name,
+            date("lastOperationTimeFrom")?,
+            date("lastOperationTimeTo")?,
+            top,
+            continuation,
+            flag(req, "fetchState"),
+        )
+        .await?;
+    let docs: Vec<Value> = entities
+        .iter()
+        .map(crate::durable::entity_client::summary_json)
+        .collect();
+    let mut r = json_response(StatusCode::OK, &Value::Array(docs));
+    if let Some(Ok(token)) = next.as_deref().map(HeaderValue::from_str) {
+        r.headers_mut().insert("x-ms-continuation-token", token);
+    }
+    Ok(r)
+}
+
+/// A JSON document that is already text.
+fn json_text(status: StatusCode, text: String) -> Response<Body> {
+    let mut r = Response::new(Body::from(text));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r
 }
 
 async fn purge_matching(

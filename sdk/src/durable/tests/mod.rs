@@ -166,6 +166,8 @@ fn recorded(action: &Action) -> Option<HistoryEvent> {
         Action::CreateTimer(t) => HistoryEvent::TimerCreated(t),
         Action::CallSubOrchestrator(s) => HistoryEvent::SubOrchestrationCreated(s),
         Action::SendEvent(e) => HistoryEvent::EventSent(e),
+        Action::SignalEntity(e) => HistoryEvent::EntitySignaled(e),
+        Action::CallEntity(e) => HistoryEvent::EntityCalled(e),
         Action::Complete(_) | Action::ContinueAsNew(_) => return None,
     })
 }

@@ -278,3 +278,44 @@ fn an_unknown_orchestrator_is_reported_by_name() {
     assert_eq!(failure.error_type, "FunctionNotFound");
     assert!(failure.message.contains("'nope'"));
 }
+
+#[orchestrator]
+async fn counter_user(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    let counter = crate::EntityId::new("Counter", "k");
+    ctx.signal_entity(&counter, "add", 10);
+    let value: i64 = ctx.call_entity(&counter, "get", ()).await?;
+    Ok(format!("value {value}"))
+}
+
+#[test]
+fn entity_calls_replay_from_the_history_and_signals_are_not_sent_twice() {
+    use crate::bindings::fnhost::function::durable_types::{EntityCalled, TaskCompleted};
+    let mut instance = Instance::new(__FNHOST_REGISTRATION_counter_user);
+    let first = instance.episode(vec![os(T0), started(None)]);
+    let target = crate::bindings::fnhost::function::durable_types::EntityId {
+        name: "counter".into(),
+        key: "k".into(),
+    };
+    let called = |event_id, operation: &str, input: Option<&str>| EntityCalled {
+        event_id,
+        target: target.clone(),
+        operation: operation.into(),
+        input: input.map(str::to_string),
+        scheduled_time: None,
+    };
+    assert_eq!(
+        first.actions,
+        [
+            Action::SignalEntity(called(0, "add", Some("10"))),
+            Action::CallEntity(called(1, "get", None)),
+        ]
+    );
+    let second = instance.episode(vec![
+        os(T0 + 10),
+        HistoryEvent::EntityCallCompleted(TaskCompleted {
+            task_scheduled_id: 1,
+            output: Some("10".into()),
+        }),
+    ]);
+    assert_eq!(second.actions, [done(r#""value 10""#)]);
+}

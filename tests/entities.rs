@@ -1,0 +1,362 @@
+//! Durable entities on the real host and Azurite: the counter of seed 003,
+//! signals applied exactly once across a SIGKILL and across two hosts, calls
+//! from orchestrations that replay without sending again, bad input.
+
+#[path = "support/azurite.rs"]
+mod azurite;
+#[path = "durable_support.rs"]
+mod durable_support;
+mod support;
+
+use std::time::Duration;
+
+use azurite::Azurite;
+use durable_support::{HOST_TOML, finished, project};
+use serde_json::{Value, json};
+use support::{client, poll};
+
+/// Leases last 30 s and messages stay hidden 5 s: a dead host's work resumes within that.
+const RECOVERY: Duration = Duration::from_secs(150);
+const API: &str = "/runtime/webhooks/durabletask";
+
+/// The counter's value over the management API; None before it has one.
+fn value(host: &support::Host, key: &str) -> Option<i64> {
+    let r = client()
+        .get(host.url(&format!("{API}/entities/counter/{key}")))
+        .send()
+        .unwrap();
+    match r.status().as_u16() {
+        200 => Some(r.json::<i64>().unwrap()),
+        404 => None,
+        other => panic!("GET entity: {other} {}", r.text().unwrap()),
+    }
+}
+
+fn reaches(host: &support::Host, key: &str, want: i64) {
+    poll(
+        &format!("counter '{key}' to reach {want}"),
+        RECOVERY,
+        || (value(host, key) == Some(want)).then_some(()),
+    );
+}
+
+fn signal(host: &support::Host, name: &str, key: &str, op: &str, input: &str) -> (u16, String) {
+    let r = client()
+        .post(host.url(&format!("{API}/entities/{name}/{key}?op={op}")))
+        .body(input.to_string())
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+fn start(host: &support::Host, orchestrator: &str, input: Value) -> String {
+    let r = client()
+        .post(host.url(&format!("{API}/orchestrators/{orchestrator}")))
+        .json(&input)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn output_of(host: &support::Host, id: &str) -> Value {
+    let done = finished(&host.url(&format!("{API}/instances/{id}")), RECOVERY);
+    assert_eq!(done["runtimeStatus"], "Completed", "{done}");
+    done["output"].clone()
+}
+
+#[test]
+fn counter_seed_flow() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["counter"], "");
+    let host = p.start(&[]);
+
+    // The demo script of the seed, against this host.
+    let out = std::process::Command::new(support::repo().join("functions/counter/demo.sh"))
+        .env("FNHOST_URL", &host.base)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with(
+        "Starting entity operations demo - 5 orchestrations\n\
+         === Direct Entity Operations ===\n\
+         Signaling entity 'my-counter' to add 100\n\
+         Signaling entity 'my-counter' to subtract 25\n"
+    ));
+    for i in 1..=5 {
+        let line = format!(
+            "Orchestration completed successfully with result: \"Counter 'my-counter-orch-{i}' final value: 12\""
+        );
+        assert!(text.contains(&line), "{text}");
+    }
+    // The client function signalled before answering: the value is there.
+    let r = client()
+        .get(host.url("/api/counter/my-counter"))
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().unwrap(),
+        json!({"key": "my-counter", "value": 75})
+    );
+    assert_eq!(value(&host, "my-counter"), Some(75));
+
+    // Listing, with and without state; by time.
+    let list: Value = client()
+        .get(host.url(&format!("{API}/entities/counter?fetchState=true")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 6, "{list:?}");
+    assert!(list.iter().any(
+        |e| e["entityId"] == json!({"name": "counter", "key": "my-counter"}) && e["state"] == 75
+    ));
+    let later = "2999-01-01T00:00:00Z";
+    let none: Value = client()
+        .get(host.url(&format!(
+            "{API}/entities/counter?lastOperationTimeFrom={later}"
+        )))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(none, json!([]));
+    let page = client()
+        .get(host.url(&format!("{API}/entities/counter?top=4")))
+        .send()
+        .unwrap();
+    assert!(page.headers().contains_key("x-ms-continuation-token"));
+    assert_eq!(page.json::<Value>().unwrap().as_array().unwrap().len(), 4);
+    // Entities are not orchestration instances.
+    let instances: Value = client()
+        .get(host.url(&format!("{API}/instances")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(instances.as_array().unwrap().len(), 5, "{instances}");
+
+    // Bad input: clear errors, nothing stuck.
+    let (code, body) = signal(&host, "nosuch", "k", "add", "1");
+    assert_eq!(
+        (code, body.contains("no entity function named 'nosuch'")),
+        (400, true),
+        "{body}"
+    );
+    let (code, body) = signal(&host, "counter", "my-counter", "add", "{not json");
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = signal(&host, "counter", "my-counter", "", "1");
+    assert_eq!(code, 400);
+    assert_eq!(signal(&host, "counter", "my-counter", "bogus", "1").0, 202);
+    assert_eq!(
+        signal(&host, "counter", "my-counter", "add", "\"ten\"").0,
+        202
+    );
+    assert_eq!(signal(&host, "counter", "my-counter", "add", "5").0, 202);
+    reaches(&host, "my-counter", 80);
+    assert!(
+        host.output()
+            .contains("operation 'bogus' failed: counter has no operation 'bogus'")
+    );
+
+    // Delete: gone, then a new life from 0.
+    let r = client()
+        .delete(host.url(&format!("{API}/entities/counter/my-counter")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(value(&host, "my-counter"), None);
+    assert_eq!(signal(&host, "counter", "my-counter", "add", "3").0, 202);
+    reaches(&host, "my-counter", 3);
+}
+
+#[test]
+fn signals_are_applied_exactly_once_across_a_sigkill() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["counter", "entity_fixtures"], "");
+    let mut first = p.start(&[]);
+    // Orchestrations of 50 signals each start one after another until the
+    // kill. Their signals' ids are derived, so a signal sent again (an
+    // episode repeated after the kill) or delivered again (a queue message
+    // not deleted before the kill) is applied once.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let starts = first.url(&format!("{API}/orchestrators/SignalMany"));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..200 {
+                let r = client()
+                    .post(&starts)
+                    .json(&json!({"key": "sum", "count": 50}))
+                    .send();
+                if r.is_err() || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+            }
+        });
+        poll("a few hundred signals to be applied", RECOVERY, || {
+            value(&first, "sum").filter(|v| *v >= 300)
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        first.kill();
+    });
+
+    // Every SignalMany instance that exists (including one whose start was
+    // cut off by the kill but stored) finishes, and its 50 signals count once.
+    let second = p.start(&[]);
+    let list: Value = client()
+        .get(second.url(&format!("{API}/instances?top=1000")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["instanceId"].as_str().unwrap())
+        .collect();
+    assert!(ids.len() < 200, "the kill came too late to test anything");
+    for id in &ids {
+        assert_eq!(output_of(&second, id), 50);
+    }
+    let total = 50 * ids.len() as i64;
+    reaches(&second, "sum", total);
+    // Messages the dead host had taken come back after their visibility
+    // timeout (5 s here): past it, the sum must still be exact. (A wait, not
+    // a poll: what is checked is that nothing more happens.)
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(value(&second, "sum"), Some(total));
+
+    // 1,000 concurrent signals from HTTP clients: each 202 is one operation.
+    let accepted = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..20 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    if signal(&second, "counter", "sum", "add", "1").0 == 202 {
+                        accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(accepted.into_inner(), 1000);
+    reaches(&second, "sum", total + 1000);
+}
+
+#[test]
+fn two_hosts_share_entities_and_calls_replay_without_sending_again() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["counter", "entity_fixtures"], "");
+    // No extended sessions: every episode replays from the history.
+    p.write(
+        "host.toml",
+        &HOST_TOML.replace(
+            "[extensions.durableTask]\n",
+            "[extensions.durableTask]\nextendedSessionsEnabled = false\n",
+        ),
+    );
+    let a = p.start(&[]);
+    let b = p.start(&[]);
+    poll("the hosts to split the partitions", RECOVERY, || {
+        let owned = |h: &support::Host| {
+            client()
+                .get(h.url("/admin/metrics"))
+                .send()
+                .unwrap()
+                .text()
+                .unwrap()
+                .lines()
+                .find_map(|l| l.strip_prefix("fnhost_partitions_owned "))
+                .and_then(|n| n.trim().parse::<u32>().ok())
+                .unwrap_or(0)
+        };
+        (owned(&a) == 2 && owned(&b) == 2).then_some(())
+    });
+    // 20 counters, 10 signals each, half through each host: whichever host
+    // owns a counter, every signal counts once.
+    std::thread::scope(|s| {
+        for host in [&a, &b] {
+            s.spawn(move || {
+                for k in 0..20 {
+                    for _ in 0..5 {
+                        let (code, body) = signal(host, "counter", &format!("c{k}"), "add", "1");
+                        assert_eq!(code, 202, "{body}");
+                    }
+                }
+            });
+        }
+    });
+    for k in 0..20 {
+        reaches(&a, &format!("c{k}"), 10);
+    }
+
+    // A call, a timer (the next episode replays the call), a second call:
+    // the add ran once.
+    let id = start(&b, "CallThenWait", json!("replayed"));
+    assert_eq!(output_of(&b, &id), json!([1, 1]));
+    assert_eq!(value(&a, "replayed"), Some(1));
+    let id = start(&a, "counter_orchestrator", json!("from-a"));
+    assert_eq!(output_of(&a, &id), "Counter 'from-a' final value: 12");
+
+    // Failures come back to the caller; the entity keeps serving.
+    let id = start(&a, "CallMissing", json!(null));
+    let out = output_of(&a, &id);
+    assert!(
+        out[0]
+            .as_str()
+            .unwrap()
+            .contains("no entity function named 'nosuchentity'"),
+        "{out}"
+    );
+    assert!(
+        out[1].as_str().unwrap().contains("fail on purpose"),
+        "{out}"
+    );
+    assert_eq!(
+        out[2], "after",
+        "the failed operation's change was rolled back: {out}"
+    );
+
+    // An operation that traps fails alone; the others of its batch apply.
+    for (op, input) in [("append", "\"x\""), ("trap", "null"), ("append", "\"y\"")] {
+        assert_eq!(signal(&b, "fragile", "t", op, input).0, 202);
+    }
+    poll("Fragile to hold x and y", RECOVERY, || {
+        let r = client()
+            .get(b.url(&format!("{API}/entities/fragile/t")))
+            .send()
+            .unwrap();
+        (r.status() == 200 && r.json::<Value>().unwrap() == json!(["x", "y"])).then_some(())
+    });
+}
+
+#[test]
+fn entity_state_survives_a_restart() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["counter"], "");
+    let mut first = p.start(&[]);
+    assert_eq!(
+        client()
+            .post(first.url("/api/counter/kept"))
+            .send()
+            .unwrap()
+            .status(),
+        202
+    );
+    reaches(&first, "kept", 75);
+    assert!(first.terminate(Duration::from_secs(30)).success());
+    let second = p.start(&[]);
+    assert_eq!(value(&second, "kept"), Some(75));
+    assert_eq!(signal(&second, "counter", "kept", "subtract", "5").0, 202);
+    reaches(&second, "kept", 70);
+}
