@@ -228,10 +228,14 @@ impl OutputBindings for Connections {
         let (container, name) = split_path(path)?;
         let storage = self.get(connection)?;
         let content_type = content_type.unwrap_or_else(|| "application/octet-stream".into());
+        let options = crate::storage::PutOptions {
+            content_type: Some(content_type),
+            ..Default::default()
+        };
         let write = || {
             storage
                 .blobs
-                .put_typed(container, name, content.clone(), &content_type)
+                .put_with(container, name, content.clone(), &options)
         };
         match write().await {
             Err(StorageError::NotFound(_)) => {

@@ -202,16 +202,25 @@ pub trait Blobs: Send + Sync {
     async fn delete(&self, container: &str, name: &str) -> Result<()>;
     /// Names and ETags of the blobs whose names start with `prefix`.
     async fn list(&self, container: &str, prefix: &str) -> Result<Vec<(String, String)>>;
-    /// The blobs whose names start with `prefix`, with their properties
-    /// (one call per 5,000 blobs). NotFound if the container does not exist.
-    async fn list_items(&self, container: &str, prefix: &str) -> Result<Vec<BlobItem>>;
-    /// Write a blob with a content type (create or overwrite).
-    async fn put_typed(
+    /// The blobs whose names start with `prefix`, with their properties (and
+    /// metadata when `metadata`), in name order: one call per 5,000 blobs.
+    /// NotFound if the container does not exist.
+    async fn list_items(
+        &self,
+        container: &str,
+        prefix: &str,
+        metadata: bool,
+    ) -> Result<Vec<BlobItem>>;
+    /// A blob's properties and metadata (one HEAD call); None if it does not exist.
+    async fn properties(&self, container: &str, name: &str) -> Result<Option<BlobItem>>;
+    /// Write a blob with options: content type, metadata, only if absent
+    /// (Conflict if it exists), under a lease we hold.
+    async fn put_with(
         &self,
         container: &str,
         name: &str,
         data: Vec<u8>,
-        content_type: &str,
+        options: &PutOptions,
     ) -> Result<()>;
     /// Take a lease of `duration` (15–60 s) on an existing blob; None if another holder has it.
     async fn acquire_lease(
@@ -234,6 +243,19 @@ pub struct BlobItem {
     pub length: u64,
     pub content_type: String,
     pub last_modified: SystemTime,
+    /// Empty unless asked for (listings) or read ([`Blobs::properties`]).
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// How [`Blobs::put_with`] writes.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    pub content_type: Option<String>,
+    pub metadata: Vec<(String, String)>,
+    /// Fail with Conflict if the blob exists.
+    pub if_absent: bool,
+    /// The lease we hold on the blob (a leased blob refuses other writes).
+    pub lease_id: Option<String>,
 }
 
 /// Storage calls made so far, by kind.
