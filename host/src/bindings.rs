@@ -126,7 +126,8 @@ impl Connections {
         Ok(storage)
     }
 
-    /// A wake-up call for the listener of `queue` on connection `name`.
+    /// A wake-up call for the listener of `queue` on connection `name`
+    /// (`/{container}` for the blob triggers of a container).
     pub fn waker(&self, name: &str, queue: &str) -> Arc<Notify> {
         let key = (
             self.connection_string(name).unwrap_or_default(),
@@ -244,10 +245,13 @@ impl OutputBindings for Connections {
                     .create_container(container)
                     .await
                     .map_err(message)?;
-                write().await.map_err(message)
+                write().await.map_err(message)?;
             }
-            other => other.map_err(message),
+            other => other.map_err(message)?,
         }
+        // This host's blob triggers on the container look at once.
+        self.wake(connection, &format!("/{container}"));
+        Ok(())
     }
 
     async fn blob_read(&self, connection: &str, path: &str) -> Result<Option<Vec<u8>>, String> {

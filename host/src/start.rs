@@ -15,8 +15,10 @@ use crate::catalog::{self, Catalog, Change, FunctionEntry};
 use crate::config::{HostConfig, LocalSettings, Trigger};
 use crate::durable::{Engine, EngineConfig};
 use crate::runtime::{Runtime, RuntimeConfig};
+use crate::triggers::blob::BlobTrigger;
 use crate::triggers::http::{Cors, HttpSettings, HttpTrigger};
 use crate::triggers::queue::QueueTrigger;
+use crate::triggers::timer::TimerTrigger;
 use crate::triggers::{TriggerContext, TriggerKind, Triggers};
 
 /// Azure's default request body limit: 100 MB.
@@ -268,7 +270,11 @@ fn start_triggers(
         host_id,
     };
     // Every trigger kind but HTTP, which serves the port below.
-    let kinds: Vec<Box<dyn TriggerKind>> = vec![Box::new(QueueTrigger)];
+    let kinds: Vec<Box<dyn TriggerKind>> = vec![
+        Box::new(QueueTrigger),
+        Box::new(BlobTrigger),
+        Box::new(TimerTrigger),
+    ];
     Ok(Triggers::start(ctx, kinds))
 }
 

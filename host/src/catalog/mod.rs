@@ -358,11 +358,16 @@ fn load_folder(
                     component: component.clone(),
                 }));
             }
-            Trigger::Queue { .. } => {
+            Trigger::Queue { .. } | Trigger::Blob { .. } | Trigger::Timer { .. } => {
+                let interface = match def.trigger {
+                    Trigger::Queue { .. } => runtime::QUEUE_INTERFACE,
+                    Trigger::Blob { .. } => runtime::BLOB_INTERFACE,
+                    _ => runtime::TIMER_INTERFACE,
+                };
                 component
                     .require_export(
-                        runtime::QUEUE_INTERFACE,
-                        &format!("queueTrigger function '{}'", def.name),
+                        interface,
+                        &format!("{} function '{}'", def.trigger.type_name(), def.name),
                     )
                     .map_err(|e| e.to_string())?;
                 functions.push(Arc::new(FunctionEntry {
@@ -371,13 +376,6 @@ fn load_folder(
                     trigger: def.trigger.clone(),
                     component: component.clone(),
                 }));
-            }
-            other => {
-                return Err(format!(
-                    "{at}: function '{}' has a {}, which this host does not run yet",
-                    def.name,
-                    other.type_name()
-                ));
             }
         }
     }

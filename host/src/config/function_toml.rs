@@ -345,13 +345,20 @@ fn convert_trigger(function: &str, t: RawTrigger) -> Result<Trigger, String> {
                      'samples/{{name}}'"
                 ));
             }
+            crate::triggers::blob_path::BlobPath::parse(&path)
+                .map_err(|why| format!("function '{function}': {why}"))?;
             check_container_name(container).map_err(|why| {
                 format!("function '{function}': container '{container}' of path '{path}' {why}")
             })?;
             Trigger::Blob { path, connection }
         }
         "timerTrigger" => Trigger::Timer {
-            schedule: required("schedule", t.schedule)?,
+            schedule: {
+                let schedule = required("schedule", t.schedule)?;
+                crate::triggers::schedule::Schedule::parse(&schedule)
+                    .map_err(|why| format!("function '{function}': {why}"))?;
+                schedule
+            },
             run_on_startup: t.run_on_startup.unwrap_or(false),
             use_monitor: t.use_monitor.unwrap_or(true),
         },

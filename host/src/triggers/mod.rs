@@ -7,8 +7,13 @@
 //! each function of the kind as its folder loads and stops it when the folder
 //! unloads or its trigger changes.
 
+pub mod blob;
+pub mod blob_path;
 pub mod http;
+pub mod lease;
 pub mod queue;
+pub mod schedule;
+pub mod timer;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -179,6 +184,53 @@ pub fn log_executing(invocation: &Invocation, reason: &str) {
         invocation.function,
         invocation.id
     );
+}
+
+/// Invoke the current catalog entry `function` of a queue, blob or timer
+/// trigger with `input`, logging `Executing` (with `reason`) and `Executed`.
+/// None if the function is no longer loaded; else its error, if it failed.
+pub(crate) async fn run_trigger(
+    ctx: &TriggerContext,
+    function: &str,
+    reason: &str,
+    input: crate::runtime::TriggerInput,
+) -> Option<Result<(), String>> {
+    run_trigger_as(ctx, invocation(function), reason, input).await
+}
+
+/// [`run_trigger`] with an invocation id chosen by the caller.
+pub(crate) async fn run_trigger_as(
+    ctx: &TriggerContext,
+    invocation: Invocation,
+    reason: &str,
+    input: crate::runtime::TriggerInput,
+) -> Option<Result<(), String>> {
+    let entry = ctx
+        .catalog
+        .table()
+        .find(&invocation.function, |t| !matches!(t, Trigger::Http { .. }))?;
+    log_executing(&invocation, reason);
+    let started = std::time::Instant::now();
+    let result = ctx
+        .runtime
+        .invoke_trigger(&entry.component, &invocation, input)
+        .await;
+    let error = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(message)) => Some(message),
+        Err(e) => Some(e.to_string()),
+    };
+    log_executed(
+        &invocation,
+        error.as_ref().map(|e| e as &dyn std::fmt::Display),
+        started.elapsed(),
+    );
+    Some(error.map_or(Ok(()), Err))
+}
+
+/// `Host.Functions.{name}`: the full name Azure keys receipts, timer status and locks by.
+pub(crate) fn full_name(function: &str) -> String {
+    format!("Host.Functions.{function}")
 }
 
 /// Invocations finished since start: succeeded, failed (for `/admin/metrics`).
