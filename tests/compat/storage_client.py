@@ -7,6 +7,7 @@ Usage (the connection string comes from AZURE_STORAGE_CONNECTION_STRING):
   storage_client.py receive QUEUE             every message now visible, raw and decoded,
                                               as JSON lines {"id", "raw", "dequeue_count"}
   storage_client.py upload CONTAINER NAME TEXT [CONTENT_TYPE]
+  storage_client.py upload-many CONTAINER NAME TEXT COUNT   "{i}" in NAME and TEXT becomes 0..COUNT-1
   storage_client.py download CONTAINER NAME   the blob's text (exit 3 if missing)
   storage_client.py list CONTAINER [PREFIX]   one name per line
 """
@@ -59,6 +60,16 @@ def main(args):
             pass
         settings = ContentSettings(content_type=args[4]) if len(args) > 4 else None
         container.upload_blob(args[2], args[3].encode(), overwrite=True, content_settings=settings)
+    elif cmd == "upload-many":
+        service = BlobServiceClient.from_connection_string(CONN)
+        container = service.get_container_client(args[1])
+        try:
+            container.create_container()
+        except ResourceExistsError:
+            pass
+        for i in range(int(args[4])):
+            name = args[2].replace("{i}", str(i))
+            container.upload_blob(name, args[3].replace("{i}", str(i)).encode(), overwrite=True)
     elif cmd == "download":
         service = BlobServiceClient.from_connection_string(CONN)
         try:

@@ -244,6 +244,7 @@ pub struct BlobItem {
     pub content_type: String,
     pub last_modified: SystemTime,
     /// Empty unless asked for (listings) or read ([`Blobs::properties`]).
+    /// Keys in lower case: Azure's are case-insensitive, and Azurite lower-cases them.
     pub metadata: std::collections::BTreeMap<String, String>,
 }
 

@@ -46,6 +46,9 @@ const INCOMPLETE: &str = "IncompleteInvocationId";
 /// Receipt metadata: attempts so far (this host's addition; Azure counts
 /// them in its internal queue).
 const ATTEMPTS: &str = "Attempts";
+/// How read metadata names them ([`BlobItem::metadata`] keys are lower case).
+const INCOMPLETE_KEY: &str = "incompleteinvocationid";
+const ATTEMPTS_KEY: &str = "attempts";
 /// A receipt created but not yet run.
 const NOT_STARTED: &str = "00000000-0000-0000-0000-000000000000";
 
@@ -129,16 +132,25 @@ async fn listen(
     let mut delay = MIN_SCAN;
     let mut reported: Option<Instant> = None;
     while !*stop.borrow() {
-        if !loaded {
-            loaded = listener.load_receipts().await;
-        }
-        match listener.scan(parallel as usize).await {
+        let scanned = if loaded {
+            listener.scan(parallel as usize).await
+        } else {
+            match listener.load_receipts().await {
+                Ok(()) => {
+                    loaded = true;
+                    listener.scan(parallel as usize).await
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match scanned {
             Ok(true) => delay = MIN_SCAN,
             Ok(false) => {}
             Err(e) => {
                 if reported.is_none_or(|t| t.elapsed() > ERROR_REPORT) {
                     tracing::warn!(
-                        "Function 'Functions.{}': scanning container '{}' failed (retrying): {e}",
+                        "Function 'Functions.{}': scanning container '{}' or reading its receipts \
+                         failed (retrying): {e}",
                         listener.function,
                         listener.path.container
                     );
@@ -157,8 +169,7 @@ async fn listen(
 
 impl Listener {
     /// Learn the versions done from the receipts (one listing per 5,000).
-    /// False if the listing failed (tried again before the next scan).
-    async fn load_receipts(&self) -> bool {
+    async fn load_receipts(&self) -> Result<(), StorageError> {
         let items = match self
             .hosts
             .blobs
@@ -166,18 +177,12 @@ impl Listener {
             .await
         {
             Ok(items) => items,
-            Err(StorageError::NotFound(_)) => return true, // no receipts yet
-            Err(e) => {
-                tracing::warn!(
-                    "Function 'Functions.{}': listing its blob receipts failed (retrying): {e}",
-                    self.function
-                );
-                return false;
-            }
+            Err(StorageError::NotFound(_)) => return Ok(()), // no receipts yet
+            Err(e) => return Err(e),
         };
         let mut done = self.done.lock().expect("receipts lock");
         for item in items {
-            if item.metadata.contains_key(INCOMPLETE) {
+            if item.metadata.contains_key(INCOMPLETE_KEY) {
                 continue;
             }
             let Some(rest) = item.name.strip_prefix(&self.receipts) else {
@@ -195,7 +200,7 @@ impl Listener {
                 done.insert(name.to_string(), etag.to_string());
             }
         }
-        true
+        Ok(())
     }
 
     /// One listing; run the versions not done yet. Whether there were any.
@@ -285,12 +290,12 @@ impl Listener {
                 return held.release().await;
             }
         };
-        if !metadata.contains_key(INCOMPLETE) {
+        if !metadata.contains_key(INCOMPLETE_KEY) {
             self.mark_done(&blob);
             return held.release().await;
         }
         let mut attempts: u32 = metadata
-            .get(ATTEMPTS)
+            .get(ATTEMPTS_KEY)
             .and_then(|a| a.parse().ok())
             .unwrap_or(0);
         let content = match self.blobs.blobs.get(&self.path.container, &blob.name).await {

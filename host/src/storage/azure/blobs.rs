@@ -41,7 +41,7 @@ fn item(b: &azure_storage_blobs::blob::Blob) -> BlobItem {
             .metadata
             .iter()
             .flatten()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect(),
     }
 }
