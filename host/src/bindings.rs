@@ -17,6 +17,9 @@ use crate::config::function_toml::{check_container_name, check_queue_name};
 use crate::runtime::OutputBindings;
 use crate::storage::{Storage, StorageError};
 
+/// This host's connections, for `/admin/metrics` (set once at start-up).
+pub static CONNECTIONS: std::sync::OnceLock<Arc<Connections>> = std::sync::OnceLock::new();
+
 /// The connection used when none is named.
 pub const DEFAULT_CONNECTION: &str = "AzureWebJobsStorage";
 
@@ -87,6 +90,19 @@ impl Connections {
             wakers: Mutex::default(),
             encoding,
         })
+    }
+
+    /// Storage calls made so far through these connections (triggers and
+    /// output bindings; the durable engine counts its own).
+    pub fn calls(&self) -> crate::storage::CallCounts {
+        let open = self.open.lock().expect("connections lock");
+        open.values()
+            .map(Storage::calls)
+            .fold(Default::default(), |a, c| crate::storage::CallCounts {
+                queue: a.queue + c.queue,
+                table: a.table + c.table,
+                blob: a.blob + c.blob,
+            })
     }
 
     /// The queue message encoding of this host.

@@ -257,6 +257,7 @@ fn start_triggers(
     let encoding = Encoding::parse(&host.extensions.queues.message_encoding)?;
     let connections = Connections::new(settings.clone(), encoding);
     runtime.set_output_bindings(connections.clone());
+    let _ = crate::bindings::CONNECTIONS.set(connections.clone());
     let host_id = crate::keys::store::host_id(
         |k| settings.get(k).map(str::to_string),
         &host.extensions.durable_task.hub_name,
