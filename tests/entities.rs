@@ -1,6 +1,7 @@
 //! Durable entities on the real host and Azurite: the counter of seed 003,
 //! signals applied exactly once across a SIGKILL and across two hosts, calls
-//! from orchestrations that replay without sending again, bad input.
+//! from orchestrations that replay without sending again, critical sections
+//! (locks), bad input.
 
 #[path = "support/azurite.rs"]
 mod azurite;
@@ -359,4 +360,260 @@ fn entity_state_survives_a_restart() {
     assert_eq!(value(&second, "kept"), Some(75));
     assert_eq!(signal(&second, "counter", "kept", "subtract", "5").0, 202);
     reaches(&second, "kept", 70);
+}
+
+fn status_of(host: &support::Host, id: &str) -> Value {
+    client()
+        .get(host.url(&format!("{API}/instances/{id}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+#[test]
+fn critical_sections_serialize_transfers_and_end_with_their_orchestration() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["counter", "entity_fixtures"], "");
+    let host = p.start(&[]);
+    let (code, body) = signal(&host, "counter", "a", "add", "100");
+    assert_eq!(code, 202, "{body}");
+    reaches(&host, "a", 100);
+
+    // 8 transfers at once, each reading both counters and writing them back,
+    // and a signal from outside among them: with the locks nothing is lost.
+    let transfer = json!({"from": "a", "to": "b", "amount": 1});
+    let ids: Vec<String> = (0..8)
+        .map(|_| start(&host, "Transfer", transfer.clone()))
+        .collect();
+    let (code, body) = signal(&host, "counter", "a", "add", "1000");
+    assert_eq!(code, 202, "{body}");
+    let mut read: Vec<i64> = ids
+        .iter()
+        .map(|id| output_of(&host, id)[1].as_i64().unwrap())
+        .collect();
+    read.sort_unstable();
+    // Each transfer saw the one before it: b read 0, 1, ..., 7.
+    assert_eq!(read, (0..8).collect::<Vec<_>>());
+    reaches(&host, "a", 1092);
+    assert_eq!(value(&host, "b"), Some(8));
+
+    // An orchestration that fails inside its critical section releases it.
+    let failed = start(&host, "LockThenFail", json!("a"));
+    let done = finished(&host.url(&format!("{API}/instances/{failed}")), RECOVERY);
+    assert_eq!(done["runtimeStatus"], "Failed", "{done}");
+    let after = start(&host, "Transfer", transfer.clone());
+    assert_eq!(output_of(&host, &after), json!([1092, 8]));
+
+    // Critical sections do not nest.
+    let nested = start(&host, "NestedLock", json!("n"));
+    let text = output_of(&host, &nested);
+    assert!(
+        text.as_str().unwrap().contains("LockingRulesViolation"),
+        "{text}"
+    );
+
+    // One that holds the locks makes others wait until it is terminated.
+    let holder = start(&host, "LockThenWait", json!(["a", "b"]));
+    poll("LockThenWait to hold its locks", RECOVERY, || {
+        (status_of(&host, &holder)["customStatus"] == "locked").then_some(())
+    });
+    let r = client()
+        .delete(host.url(&format!("{API}/entities/counter/a")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 409, "a locked entity is not deleted");
+    let waiting = start(&host, "Transfer", transfer);
+    let (code, body) = signal(&host, "counter", "a", "add", "5");
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(status_of(&host, &waiting)["runtimeStatus"], "Running");
+    assert_eq!(
+        value(&host, "a"),
+        Some(1091),
+        "the signal waits for the lock"
+    );
+    let r = client()
+        .post(host.url(&format!("{API}/instances/{holder}/terminate?reason=done")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(output_of(&host, &waiting), json!([1091, 9]));
+    reaches(&host, "a", 1095);
+    assert_eq!(value(&host, "b"), Some(10));
+}
+
+/// POST entities: Durable Functions' clean-entity-storage.
+fn clean(host: &support::Host, body: &str) -> (u16, Value) {
+    let r = client()
+        .post(host.url(&format!("{API}/entities")))
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn clean_entity_storage_removes_empty_entities_and_releases_orphaned_locks() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["counter", "entity_fixtures"], "");
+    // No idle time required before clean-up (Durable Functions' default is 30 minutes).
+    p.write(
+        "host.toml",
+        &HOST_TOML.replace(
+            "[extensions.durableTask]\n",
+            "[extensions.durableTask]\nentityMessageReorderWindowInMinutes = 0\n",
+        ),
+    );
+    let host = p.start(&[]);
+
+    // An entity whose only operation failed has a record but no state.
+    let (code, body) = signal(&host, "Fragile", "empty", "fail", "");
+    assert_eq!(code, 202, "{body}");
+    let (code, body) = signal(&host, "counter", "kept", "add", "4");
+    assert_eq!(code, 202, "{body}");
+    reaches(&host, "kept", 4);
+    let only_empty = r#"{"removeEmptyEntities": true, "releaseOrphanedLocks": false}"#;
+    poll("the empty entity to be removed", RECOVERY, || {
+        let (code, body) = clean(&host, only_empty);
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["numberOfOrphanedLocksRemoved"], 0, "{body}");
+        (body["numberOfEmptyEntitiesRemoved"] == 1).then_some(())
+    });
+    assert_eq!(
+        clean(&host, only_empty).1["numberOfEmptyEntitiesRemoved"],
+        0
+    );
+    assert_eq!(value(&host, "kept"), Some(4), "an entity with state stays");
+
+    // A lock whose orchestration was purged while it held it: operations
+    // wait behind it until clean-up releases it.
+    let holder = start(&host, "LockThenWait", json!(["orphan"]));
+    poll("LockThenWait to hold its lock", RECOVERY, || {
+        (status_of(&host, &holder)["customStatus"] == "locked").then_some(())
+    });
+    let r = client()
+        .delete(host.url(&format!("{API}/instances/{holder}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (code, body) = signal(&host, "counter", "orphan", "add", "3");
+    assert_eq!(code, 202, "{body}");
+    let (code, body) = clean(
+        &host,
+        r#"{"releaseOrphanedLocks": true, "removeEmptyEntities": false}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["numberOfOrphanedLocksRemoved"], 1, "{body}");
+    reaches(&host, "orphan", 3);
+
+    // The command line does the same, and bad bodies are refused.
+    let out = std::process::Command::new(support::host_bin())
+        .args(["durable", "clean-entity-storage", "--script-root"])
+        .arg(p.root())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Removed 0 empty entities, released 0 orphaned lock(s)."),
+        "{text}"
+    );
+    assert_eq!(clean(&host, "[1]").0, 400);
+    assert_eq!(clean(&host, r#"{"removeEmptyEntities": "yes"}"#).0, 400);
+}
+
+#[test]
+fn a_sigkill_in_the_middle_of_critical_sections_leaves_no_entity_locked() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["counter", "entity_fixtures"], "");
+    let mut first = p.start(&[]);
+    let transfer = json!({"from": "x", "to": "y", "amount": 1});
+    let ids: Vec<String> = (0..10)
+        .map(|_| start(&first, "Transfer", transfer.clone()))
+        .collect();
+    // Killed while the others wait for, hold or release their locks.
+    poll("a first transfer to finish", RECOVERY, || {
+        ids.iter()
+            .any(|id| status_of(&first, id)["runtimeStatus"] == "Completed")
+            .then_some(())
+    });
+    first.kill();
+
+    let second = p.start(&[]);
+    let restarted = std::time::Instant::now();
+    let mut read: Vec<i64> = ids
+        .iter()
+        .map(|id| output_of(&second, id)[1].as_i64().unwrap())
+        .collect();
+    eprintln!(
+        "all 10 transfers finished {:?} after the restart",
+        restarted.elapsed()
+    );
+    read.sort_unstable();
+    assert_eq!(read, (0..10).collect::<Vec<_>>());
+    assert_eq!(value(&second, "x"), Some(-10));
+    assert_eq!(value(&second, "y"), Some(10));
+    // Nothing is left locked: an outside signal applies.
+    let (code, body) = signal(&second, "counter", "x", "add", "10");
+    assert_eq!(code, 202, "{body}");
+    reaches(&second, "x", 0);
+}
+
+#[test]
+fn an_entity_written_as_a_type_has_its_methods_as_operations_and_large_states_use_blobs() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["counter", "entity_fixtures"], "");
+    let host = p.start(&[]);
+    let account = |host: &support::Host| {
+        let r = client()
+            .get(host.url(&format!("{API}/entities/Account/acc")))
+            .send()
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    // deposit 50; withdraw 80 fails and changes nothing; withdraw 20; an
+    // unknown operation fails alone; report signals the counter with 30.
+    for (op, input) in [
+        ("deposit", "50"),
+        ("withdraw", "80"),
+        ("Withdraw", "20"),
+        ("nosuchop", ""),
+        ("report", "\"from-acc\""),
+    ] {
+        let (code, body) = signal(&host, "Account", "acc", op, input);
+        assert_eq!(code, 202, "{op}: {body}");
+    }
+    reaches(&host, "from-acc", 30);
+    assert_eq!(account(&host), (200, json!({"balance": 30})));
+    // `delete`, which every entity type has, removes the state.
+    let (code, body) = signal(&host, "Account", "acc", "delete", "");
+    assert_eq!(code, 202, "{body}");
+    poll("the account's state to be deleted", RECOVERY, || {
+        (account(&host).0 == 404).then_some(())
+    });
+
+    // A state (and a signal) over the table and queue size limits go
+    // through blobs, and come back whole.
+    let big = "x".repeat(100_000);
+    let (code, body) = signal(&host, "Fragile", "big", "append", &json!(big).to_string());
+    assert_eq!(code, 202, "{body}");
+    let (code, body) = signal(&host, "Fragile", "big", "append", "\"end\"");
+    assert_eq!(code, 202, "{body}");
+    let state: Value = poll("the large state", RECOVERY, || {
+        let r = client()
+            .get(host.url(&format!("{API}/entities/Fragile/big")))
+            .send()
+            .unwrap();
+        let v: Value = r.json().unwrap_or(Value::Null);
+        (v.as_array().map(Vec::len) == Some(2)).then_some(v)
+    });
+    assert_eq!(state, json!([big, "end"]));
 }

@@ -421,6 +421,7 @@ async fn start_durable(
             local_dispatch: task.local_dispatch,
             extended_sessions: task.extended_sessions_enabled,
             session_idle: Duration::from_secs(task.extended_session_idle_timeout_in_seconds),
+            entity_idle: Duration::from_secs(60 * task.entity_message_reorder_window_in_minutes),
         },
     )
     .await

@@ -1,4 +1,41 @@
-//! HTTP requests and responses as a function sees them.
+//! HTTP: the requests and responses of `httpTrigger` functions, and a small
+//! blocking client for outbound requests ([`get`], [`post`], [`send`]).
+//!
+//! Outbound requests go through `wasi:http` and only to the origins listed in
+//! the folder's function.toml, in Spin's syntax (`scheme://host[:port]`, `*`
+//! for any port, `*.example.com` for subdomains):
+//!
+//! ```toml
+//! allowedOutboundHosts = ["https://api.example.com", "http://127.0.0.1:*"]
+//! ```
+//!
+//! Any function may call out except an orchestrator, whose replay must be
+//! deterministic (it gets [`Error::Denied`]; call an activity instead). A
+//! request to another origin fails with [`Error::Denied`] and the host console
+//! names the function and the URL. Requests end at the invocation's
+//! `functionTimeout`; a response body may be at most a quarter of
+//! `[wasm] maxMemoryMB` (64 MiB by default).
+//!
+//! ```no_run
+//! use fnhost_sdk::{http_trigger, HttpRequest, HttpResponse};
+//! use fnhost_sdk::http::{self, Request};
+//!
+//! #[http_trigger]
+//! fn weather(_req: HttpRequest) -> Result<HttpResponse, http::Error> {
+//!     let forecast = http::get("https://api.example.com/forecast?city=Oslo")?;
+//!     let posted = http::send(
+//!         Request::post("https://api.example.com/reports")
+//!             .header("authorization", "Bearer ...")
+//!             .text(forecast.text()),
+//!     )?;
+//!     Ok(HttpResponse::new(posted.status).text(forecast.text()))
+//! }
+//! # fn main() {}
+//! ```
+
+mod outbound;
+
+pub use outbound::{Error, Request, Response, get, post, send};
 
 use serde::{Serialize, de::DeserializeOwned};
 

@@ -25,7 +25,7 @@ extern crate self as fnhost_sdk;
 
 pub mod client;
 pub mod durable;
-mod http;
+pub mod http;
 pub mod log;
 mod output;
 mod triggers;
@@ -34,8 +34,8 @@ pub use output::{blob, queue};
 pub use triggers::{Blob, IntoTriggerResult, QueueMessage, TimerInfo};
 
 pub use durable::{
-    Either, EntityContext, EntityId, OrchestrationContext, OrchestrationError, RetryOptions, Task,
-    TaskError,
+    CriticalSection, Either, EntityContext, EntityId, OrchestrationContext, OrchestrationError,
+    RetryOptions, Task, TaskError,
 };
 pub use fnhost_sdk_macros::{
     activity, blob_trigger, entity, export_functions, http_trigger, orchestrator, queue_trigger,

@@ -302,7 +302,11 @@ fn load_folder(
             }
         }
     };
-    let component = Arc::new(runtime.load(&wasm).map_err(|e| e.to_string())?);
+    let component = runtime
+        .load(&wasm)
+        .map_err(|e| e.to_string())?
+        .with_allowed_hosts(file.allowed_outbound_hosts.clone());
+    let component = Arc::new(component);
 
     let mut functions = Vec::new();
     let mut routes = Vec::new();

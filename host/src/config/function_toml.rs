@@ -7,13 +7,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ConfigError, line_of};
+use super::{AllowedHosts, ConfigError, line_of};
 
 /// A parsed, validated `function.toml`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionFile {
     /// The component file named by `component = "..."`, if any (else the folder's one `.wasm`).
     pub component: Option<String>,
+    /// `allowedOutboundHosts`: where the folder's functions may send HTTP requests.
+    pub allowed_outbound_hosts: AllowedHosts,
     pub functions: Vec<FunctionDef>,
 }
 
@@ -95,6 +97,8 @@ impl fmt::Display for AuthLevel {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     component: Option<String>,
+    #[serde(rename = "allowedOutboundHosts")]
+    allowed_outbound_hosts: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     functions: Vec<Spanned<RawFunction>>,
 }
@@ -163,6 +167,11 @@ impl FunctionFile {
                 message: format!("component = \"{c}\" must be a .wasm file name in this folder"),
             });
         }
+        let allowed_outbound_hosts = match &raw.allowed_outbound_hosts {
+            Some(list) => AllowedHosts::parse(list.get_ref())
+                .map_err(|message| invalid(list.span(), message))?,
+            None => AllowedHosts::default(),
+        };
         let mut seen = HashSet::new();
         let mut functions = Vec::new();
         for f in raw.functions {
@@ -195,6 +204,7 @@ impl FunctionFile {
         }
         Ok(FunctionFile {
             component: raw.component,
+            allowed_outbound_hosts,
             functions,
         })
     }
@@ -477,6 +487,12 @@ trigger = { type = "blobTrigger", path = "weather-results/{name}", connection = 
                 "",
                 "functions/x/function.toml: no functions: add a [[functions]] entry with a name \
                  and a trigger",
+            ),
+            (
+                "component = \"x.wasm\"\nallowedOutboundHosts = [\"https://ok.example.com\", \"api.example.com\"]\n[[functions]]\nname = \"a\"\ntrigger = { type = \"httpTrigger\" }\n",
+                "functions/x/function.toml line 2: allowedOutboundHosts entry \"api.example.com\" \
+                 has no scheme: write \"https://api.example.com\" (or \"*://api.example.com\" for \
+                 http and https)",
             ),
         ];
         for (text, want) in cases {

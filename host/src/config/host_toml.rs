@@ -161,6 +161,9 @@ pub struct DurableTaskExtension {
     /// extension's "local RPC endpoint" that out-of-process clients use.
     /// Azure enables it for out-of-process languages; fnhost only when asked.
     pub local_rpc_endpoint_enabled: bool,
+    /// Clean-up of entity storage leaves alone an entity that had an
+    /// operation this recently (Durable Functions' key and default, 30).
+    pub entity_message_reorder_window_in_minutes: u64,
     pub storage_provider: StorageProvider,
 }
 
@@ -174,6 +177,7 @@ impl Default for DurableTaskExtension {
             extended_session_idle_timeout_in_seconds: 30,
             local_dispatch: true,
             local_rpc_endpoint_enabled: false,
+            entity_message_reorder_window_in_minutes: 30,
             storage_provider: StorageProvider::default(),
         }
     }

@@ -4,6 +4,7 @@
 //! translate mechanically; defaults are Azure's. Every error names the file and,
 //! where TOML knows it, the line.
 
+mod allowed_hosts;
 pub mod function_toml;
 mod host_toml;
 mod local_settings;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+pub use allowed_hosts::AllowedHosts;
 pub use function_toml::{AuthLevel, FunctionDef, FunctionFile, Trigger};
 pub use host_toml::{HostConfig, HttpExtension, ServerSection, WasmSection, valid_hub_name};
 pub use local_settings::{AppSettings, HostSection, LocalSettings};

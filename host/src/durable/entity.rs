@@ -38,6 +38,11 @@ const MAX_BATCH: usize = 1000;
 /// redelivered message comes within minutes (visibility 30 s, a lease
 /// 30 s); 2,000 ids cover that at well over 100 operations a second.
 const RECENT: usize = 2000;
+/// When a recovery message comes back (see `LockOp::Recover`): after a
+/// dead host's lease ends and the partition has a new owner.
+const RECOVER_AFTER: Duration = Duration::from_secs(45);
+/// Early releases remembered (see `Envelope::released`).
+const RELEASED: usize = 100;
 /// The longest a delayed queue message may wait (Azure's limit is 7 days).
 const MAX_DELAY: Duration = Duration::from_secs(6 * 24 * 3600);
 
@@ -69,6 +74,77 @@ pub struct EntityOp {
     /// A call: the orchestration waiting for the result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<Caller>,
+    /// The orchestration that sent a signal: an entity it has locked runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// A lock request or release of a critical section instead of an operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<LockOp>,
+}
+
+impl EntityOp {
+    /// An operation named `operation`, from no orchestration.
+    pub fn new(operation: impl Into<String>, input: Option<String>) -> EntityOp {
+        EntityOp {
+            operation: operation.into(),
+            input,
+            scheduled: None,
+            caller: None,
+            from: None,
+            lock: None,
+        }
+    }
+
+    /// The orchestration that sent it, if one did.
+    fn sender(&self) -> Option<&str> {
+        self.caller
+            .as_ref()
+            .map(|c| c.instance_id.as_str())
+            .or(self.from.as_deref())
+    }
+}
+
+/// The locks of a critical section. An orchestration locks its entities one
+/// after the other, in a fixed order (sorted by name, then key), so two
+/// sections never wait for each other: the request goes to the first entity,
+/// which takes the lock and passes the request on; the last one answers the
+/// orchestration. A release goes to every entity at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LockOp {
+    /// Take this entity's lock for the caller, then ask `remaining` (entity
+    /// instance ids, in lock order).
+    #[serde(rename_all = "camelCase")]
+    Acquire {
+        lock_id: String,
+        remaining: Vec<String>,
+    },
+    /// Give the lock `lock_id` back (sent by the holder).
+    #[serde(rename_all = "camelCase")]
+    Release { lock_id: String },
+    /// Not a lock: sent by the entity to itself after an episode whose
+    /// operations no queue message holds (a client's signal): if the host
+    /// dies before sending what that episode stored in its outbox, this
+    /// message comes back as a repeat and the outbox is sent again.
+    Recover,
+}
+
+/// A message an episode sends, kept in the entity's record until the next
+/// write: `at` for a scheduled one (ms since the epoch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outgoing {
+    pub message: ControlMessage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
+}
+
+/// An operation waiting in the entity's queue (behind another orchestration's lock).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Queued {
+    /// The message id it came with (the origin of the ids its effects get).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub op: EntityOp,
 }
 
 /// The orchestration that called an entity, and the call's sequence id there.
@@ -85,6 +161,26 @@ pub struct Envelope {
     pub exists: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<Value>,
+    /// The orchestration holding this entity's lock (a critical section).
+    #[serde(default, rename = "lockedBy", skip_serializing_if = "Option::is_none")]
+    pub locked_by: Option<String>,
+    #[serde(default, rename = "lockId", skip_serializing_if = "Option::is_none")]
+    pub lock_id: Option<String>,
+    /// Operations from others, waiting for the lock's release, in arrival order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queue: Vec<Queued>,
+    /// Locks released before their request came here (the orchestration
+    /// ended while taking them): that request is dropped when it comes.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pub released: VecDeque<String>,
+    /// What the last episode sends, stored with its state (written first,
+    /// then sent): a host that dies in between leaves them here, and the
+    /// repeat of one of that episode's operations (`outbox_from`, hashes of
+    /// their ids) sends them again. Receivers drop what they already have.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox: Vec<Outgoing>,
+    #[serde(default, rename = "outboxFrom", skip_serializing_if = "Vec::is_empty")]
+    pub outbox_from: Vec<u64>,
     /// Hashes of the ids of the operations applied lately, oldest first. Kept
     /// in the row's `Recent` column (base64 of 8 bytes each, ~22 KB for
     /// 2,000), beside the state, so that `Input` holds what readers want.
@@ -275,38 +371,53 @@ async fn attempt(
     // Operations already applied (a message delivered again) are skipped.
     let recent: HashSet<u64> = envelope.recent.iter().copied().collect();
     let mut taken: HashSet<u64> = HashSet::new();
-    let mut fresh_ops: Vec<(&ControlMessage, &EntityOp)> = Vec::new();
+    let mut fresh_ops: Vec<Queued> = Vec::new();
+    let mut repeated = false;
     for (m, op) in ops {
         if let Some(mid) = &m.id {
             let h = id_hash(mid);
+            repeated |= envelope.outbox_from.contains(&h);
             if recent.contains(&h) || !taken.insert(h) {
                 continue;
             }
         }
-        fresh_ops.push((m, op));
+        fresh_ops.push(Queued {
+            id: m.id.clone(),
+            op: op.clone(),
+        });
+    }
+    if repeated && !envelope.outbox.is_empty() {
+        // The episode that stored this outbox may have died before sending it.
+        tracing::debug!(
+            "entity '{id}': an operation came again; sending its episode's {} message(s) again",
+            envelope.outbox.len()
+        );
+        send_outgoing(engine, &envelope.outbox).await?;
     }
     if fresh_ops.is_empty() {
         return Ok(Outcome::Done(settle()));
     }
+    let received = fresh_ops.len();
+    // Locks first: what runs now, what waits for a release, what the locks send.
+    let (runnable, mut sends) = order(&mut envelope, fresh_ops, id);
 
     let entity = EntityId {
         name: name.to_string(),
         key: key.to_string(),
     };
     let mut state = envelope.state_json();
-    let mut sends: Vec<ControlMessage> = Vec::new();
     let mut delayed: Vec<(ControlMessage, Duration)> = Vec::new();
-    for chunk in fresh_ops.chunks(MAX_BATCH) {
+    for chunk in runnable.chunks(MAX_BATCH) {
         let operations: Vec<EntityOperation> = chunk
             .iter()
-            .map(|(_, op)| EntityOperation {
+            .map(|Queued { op, .. }| EntityOperation {
                 name: op.operation.clone(),
                 input: op.input.clone(),
             })
             .collect();
         let result = invoke(engine, &function, &entity, state.clone(), operations).await;
         state = result.state.clone();
-        for ((m, op), outcome) in chunk.iter().zip(result.results) {
+        for (Queued { id: mid, op }, outcome) in chunk.iter().zip(result.results) {
             if let Err(f) = &outcome.outcome {
                 tracing::warn!(
                     "entity '{id}': operation '{}' failed: {}",
@@ -314,7 +425,7 @@ async fn attempt(
                     f.message
                 );
             }
-            let origin = m.id.clone().unwrap_or_default();
+            let origin = mid.clone().unwrap_or_default();
             if let Some(caller) = &op.caller {
                 sends.push(reply(caller, &outcome.outcome));
             }
@@ -322,17 +433,41 @@ async fn attempt(
         }
     }
 
-    // 1. What the operations send, before the state that records them.
-    let (control, later) = futures::join!(
-        super::outbox::send_control(engine, sends),
-        futures::future::try_join_all(
-            delayed
-                .iter()
-                .map(|(m, delay)| engine.hub.send_control(m, *delay))
-        )
-    );
-    control?;
-    later?;
+    // 1. What the operations send goes into the record with the new state,
+    // and out once that is stored: an episode done again (a conflict, a
+    // host that died) sends nothing it did not store.
+    let mut outbox: Vec<Outgoing> = sends
+        .into_iter()
+        .map(|message| Outgoing { message, at: None })
+        .chain(delayed.into_iter().map(|(message, delay)| Outgoing {
+            message,
+            at: Some(now + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+        }))
+        .collect();
+    let unheld = works
+        .iter()
+        .any(|w| matches!(w, Work::Message { held: None, .. }));
+    if unheld && !outbox.is_empty() {
+        // No queue message will come again for a client's signal: this one will.
+        let recover = ControlMessage {
+            instance_id: id.to_string(),
+            execution_id: None,
+            event: ControlEvent::Entity(Box::new(EntityOp {
+                lock: Some(LockOp::Recover),
+                ..EntityOp::new("", None)
+            })),
+            parent: None,
+            id: Some(uuid::Uuid::new_v4().simple().to_string()),
+        };
+        taken.insert(id_hash(recover.id.as_deref().unwrap_or_default()));
+        engine.hub.send_control(&recover, RECOVER_AFTER).await?;
+    }
+    envelope.outbox_from = if outbox.is_empty() {
+        Vec::new()
+    } else {
+        taken.iter().copied().collect()
+    };
+    envelope.outbox = std::mem::take(&mut outbox);
 
     // 2. The new state and the applied ids, guarded by the row's ETag.
     envelope.exists = state.is_some();
@@ -368,12 +503,121 @@ async fn attempt(
         )));
     }
     let etag = write(engine, &row, etag).await?;
+    // 3. Out it goes; what this host keeps knows it is sent.
+    send_outgoing(engine, &envelope.outbox).await?;
+    let mut row = row;
+    if !envelope.outbox.is_empty() {
+        envelope.outbox.clear();
+        envelope.outbox_from.clear();
+        row.input = Some(serde_json::to_string(&envelope).expect("envelopes serialize"));
+    }
     cached.row = Some((row, etag));
     tracing::debug!(
-        "entity '{id}': {} operation(s) applied in one write",
-        fresh_ops.len()
+        "entity '{id}': {received} message(s), {} operation(s) run, {} waiting, in one write",
+        runnable.len(),
+        envelope.queue.len()
     );
     Ok(Outcome::Done(settle()))
+}
+
+/// Send `outgoing`: the immediate ones packed per queue, the scheduled ones
+/// with what is left of their delay.
+async fn send_outgoing(engine: &Arc<Engine>, outgoing: &[Outgoing]) -> Result<(), StorageError> {
+    if outgoing.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let (later, at_once): (Vec<&Outgoing>, Vec<&Outgoing>) = outgoing
+        .iter()
+        .partition(|o| o.at.is_some_and(|at| at > now));
+    let (control, delayed) = futures::join!(
+        super::outbox::send_control(engine, at_once.iter().map(|o| o.message.clone()).collect()),
+        futures::future::try_join_all(later.iter().map(|o| {
+            let left = Duration::from_millis(o.at.unwrap_or(now).saturating_sub(now));
+            engine.hub.send_control(&o.message, left.min(MAX_DELAY))
+        }))
+    );
+    control?;
+    delayed?;
+    Ok(())
+}
+
+/// Sort `fresh` (after the operations already waiting) into what runs now,
+/// in order, and what waits behind another orchestration's lock; apply the
+/// lock requests and releases among them to `envelope`. The messages the
+/// locks send (a request passed on, a lock granted).
+fn order(
+    envelope: &mut Envelope,
+    fresh: Vec<Queued>,
+    id: &str,
+) -> (Vec<Queued>, Vec<ControlMessage>) {
+    let mut pending: VecDeque<Queued> = envelope.queue.drain(..).chain(fresh).collect();
+    let mut waiting: Vec<Queued> = Vec::new();
+    let mut runnable = Vec::new();
+    let mut sends = Vec::new();
+    while let Some(item) = pending.pop_front() {
+        if let Some(LockOp::Release { lock_id }) = &item.op.lock {
+            if envelope.lock_id.as_ref() == Some(lock_id) {
+                envelope.locked_by = None;
+                envelope.lock_id = None;
+                // What waited for this lock goes first, in its order.
+                for w in waiting.drain(..).rev() {
+                    pending.push_front(w);
+                }
+            } else {
+                // Released before its request came (or while it waits here).
+                let request = |q: &Queued| matches!(&q.op.lock, Some(LockOp::Acquire { lock_id: l, .. }) if l == lock_id);
+                waiting.retain(|q| !request(q));
+                pending.retain(|q| !request(q));
+                envelope.released.push_back(lock_id.clone());
+                while envelope.released.len() > RELEASED {
+                    envelope.released.pop_front();
+                }
+            }
+            continue;
+        }
+        if matches!(item.op.lock, Some(LockOp::Recover)) {
+            continue;
+        }
+        if let Some(holder) = &envelope.locked_by
+            && item.op.sender() != Some(holder.as_str())
+        {
+            waiting.push(item);
+            continue;
+        }
+        let Some(LockOp::Acquire { lock_id, remaining }) = &item.op.lock else {
+            runnable.push(item);
+            continue;
+        };
+        let Some(caller) = &item.op.caller else {
+            tracing::warn!("entity '{id}': dropping a lock request that names no orchestration");
+            continue;
+        };
+        if envelope.released.contains(lock_id) {
+            tracing::debug!("entity '{id}': lock {lock_id} was released before it was taken");
+            continue;
+        }
+        envelope.locked_by = Some(caller.instance_id.clone());
+        envelope.lock_id = Some(lock_id.clone());
+        sends.push(match remaining.split_first() {
+            Some((next, rest)) => ControlMessage {
+                instance_id: next.clone(),
+                execution_id: None,
+                event: ControlEvent::Entity(Box::new(EntityOp {
+                    lock: Some(LockOp::Acquire {
+                        lock_id: lock_id.clone(),
+                        remaining: rest.to_vec(),
+                    }),
+                    ..item.op.clone()
+                })),
+                parent: None,
+                id: Some(derived_id(&[lock_id, "acquire", next])),
+            },
+            None => reply(caller, &Ok(None)),
+        });
+    }
+    envelope.queue = waiting;
+    (runnable, sends)
 }
 
 /// Call the entity function; if the batch traps, each operation alone, so
@@ -405,15 +649,39 @@ async fn invoke(
         }
     };
     let count = operations.len();
+    let json = |state: &Option<String>| {
+        state
+            .as_deref()
+            .is_none_or(|t| serde_json::from_str::<Value>(t).is_ok())
+    };
     match call(state.clone(), operations.clone()).await {
-        Ok(r) if r.results.len() == count => return r,
+        Ok(r) if r.results.len() == count && json(&r.state) => return r,
+        Ok(r) if r.results.len() == count => tracing::error!(
+            "entity '@{}@{}': the function returned a state that is not JSON; \
+             running the {count} operation(s) one at a time",
+            entity.name,
+            entity.key
+        ),
         Ok(r) => tracing::error!(
             "entity '@{}@{}': the function answered {} results for {count} operations",
             entity.name,
             entity.key,
             r.results.len()
         ),
-        Err(_) if count == 1 => {}
+        // One operation that trapped: it fails, and is not run again.
+        Err(e) if count == 1 => {
+            return EntityBatchResult {
+                state,
+                results: vec![OperationResult {
+                    outcome: Err(failure(
+                        "EntityOperationFailed",
+                        &format!("operation '{}' failed: {e}", operations[0].name),
+                    )),
+                    signals: Vec::new(),
+                    starts: Vec::new(),
+                }],
+            };
+        }
         Err(_) => tracing::warn!(
             "entity '@{}@{}': a batch of {count} operations failed; running them one at a time",
             entity.name,
@@ -425,13 +693,14 @@ async fn invoke(
     for op in operations {
         let name = op.name.clone();
         match call(state.clone(), vec![op]).await {
-            Ok(mut r) if r.results.len() == 1 => {
+            Ok(mut r) if r.results.len() == 1 && json(&r.state) => {
                 state = r.state;
                 results.push(r.results.remove(0));
             }
             other => {
                 let why = match other {
                     Err(e) => e.to_string(),
+                    Ok(r) if r.results.len() == 1 => "its new state is not JSON".into(),
                     Ok(_) => "the function answered no result".into(),
                 };
                 results.push(OperationResult {
@@ -489,10 +758,8 @@ fn effects(
             instance_id: instance_id(&s.target.name, &s.target.key),
             execution_id: None,
             event: ControlEvent::Entity(Box::new(EntityOp {
-                operation: s.operation,
-                input: s.input,
                 scheduled: s.scheduled_time,
-                caller: None,
+                ..EntityOp::new(s.operation, s.input)
             })),
             parent: None,
             id: Some(derived_id(&[from, origin, "signal", &i.to_string()])),
@@ -519,6 +786,35 @@ fn effects(
             parent: None,
             id: None,
         });
+    }
+}
+
+/// Delete the entity's row if it is still the version last updated at
+/// `last_updated` (read again for its ETag); whether it was deleted.
+pub async fn delete_unchanged(
+    engine: &Arc<Engine>,
+    id: &str,
+    last_updated: u64,
+) -> Result<bool, StorageError> {
+    let Some((row, _, etag)) = load(engine, id).await? else {
+        return Ok(false);
+    };
+    if row.last_updated != last_updated {
+        return Ok(false);
+    }
+    let op = TableOp::Delete {
+        partition_key: id.to_string(),
+        row_key: String::new(),
+        etag: Some(etag),
+    };
+    let hub = &engine.hub;
+    match hub.storage.tables.execute(&hub.instances_table(), op).await {
+        Ok(_) => {
+            hub.delete_large(id).await?;
+            Ok(true)
+        }
+        Err(StorageError::Conflict(_) | StorageError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -575,6 +871,7 @@ mod tests {
             exists: true,
             state: Some(serde_json::json!({"n": 5})),
             recent: [1, 2].into(),
+            ..Envelope::default()
         };
         let row = InstanceRow {
             instance_id: "@c@k".into(),
@@ -594,5 +891,123 @@ mod tests {
         assert_eq!(recent, VecDeque::from([1, 2]));
         assert_eq!(encode_recent(&[7u64; 2000].into()).len(), 21_334);
         assert_eq!(id_hash("abc"), 0xe71f_a219_0541_574b);
+    }
+
+    fn op(id: &str, from: Option<&str>, lock: Option<LockOp>) -> Queued {
+        Queued {
+            id: Some(id.into()),
+            op: EntityOp {
+                caller: from.filter(|_| lock.is_some()).map(|f| Caller {
+                    instance_id: f.into(),
+                    execution_id: "e".into(),
+                    event_id: 3,
+                }),
+                from: from.map(str::to_string),
+                lock,
+                ..EntityOp::new(id, None)
+            },
+        }
+    }
+
+    fn acquire(lock: &str, remaining: &[&str]) -> Option<LockOp> {
+        Some(LockOp::Acquire {
+            lock_id: lock.into(),
+            remaining: remaining.iter().map(|r| r.to_string()).collect(),
+        })
+    }
+
+    fn release(lock: &str) -> Option<LockOp> {
+        Some(LockOp::Release {
+            lock_id: lock.into(),
+        })
+    }
+
+    fn names(run: &[Queued]) -> Vec<&str> {
+        run.iter().map(|q| q.op.operation.as_str()).collect()
+    }
+
+    #[test]
+    fn a_lock_passes_the_request_on_and_holds_back_others_until_released() {
+        let mut env = Envelope::default();
+        let (run, sends) = order(
+            &mut env,
+            vec![
+                op("a1", None, None),
+                op("lock", Some("o1"), acquire("L1", &["@c@b"])),
+                op("o1-op", Some("o1"), None),
+                op("other", Some("o2"), None),
+                op("signal", None, None),
+            ],
+            "@c@a",
+        );
+        assert_eq!(names(&run), ["a1", "o1-op"]);
+        assert_eq!(env.locked_by.as_deref(), Some("o1"));
+        assert_eq!(names(&env.queue), ["other", "signal"]);
+        // The request goes on to the next entity, with the caller.
+        assert_eq!(sends.len(), 1);
+        assert_eq!(sends[0].instance_id, "@c@b");
+        let ControlEvent::Entity(next) = &sends[0].event else {
+            panic!("{:?}", sends[0])
+        };
+        assert_eq!(next.lock, acquire("L1", &[]));
+        assert_eq!(next.caller.as_ref().unwrap().instance_id, "o1");
+
+        // Another lock waits its turn; the release lets the queue run in order.
+        let (run, sends) = order(
+            &mut env,
+            vec![
+                op("lock2", Some("o2"), acquire("L2", &[])),
+                op("late", None, None),
+                op("unlock", Some("o1"), release("L1")),
+            ],
+            "@c@a",
+        );
+        assert_eq!(names(&run), ["other", "signal"]);
+        assert_eq!(env.locked_by.as_deref(), Some("o2"));
+        assert_eq!(names(&env.queue), ["late"]);
+        // The last entity grants the lock: the caller's call completes.
+        assert_eq!(sends.len(), 1);
+        assert_eq!(sends[0].instance_id, "o2");
+        assert!(matches!(
+            &sends[0].event,
+            ControlEvent::Event(HistoryEvent::EntityCallCompleted(c)) if c.task_scheduled_id == 3
+        ));
+    }
+
+    #[test]
+    fn a_release_before_its_request_drops_the_request() {
+        let mut env = Envelope::default();
+        let (run, sends) = order(
+            &mut env,
+            vec![op("unlock", Some("o1"), release("L1"))],
+            "@c@b",
+        );
+        assert!(run.is_empty() && sends.is_empty());
+        let (run, sends) = order(
+            &mut env,
+            vec![
+                op("lock", Some("o1"), acquire("L1", &[])),
+                op("after", None, None),
+            ],
+            "@c@b",
+        );
+        assert_eq!(names(&run), ["after"]);
+        assert!(sends.is_empty() && env.locked_by.is_none());
+        // A release of a request still waiting here removes it from the queue.
+        env.locked_by = Some("o2".into());
+        env.lock_id = Some("L2".into());
+        let (_, _) = order(
+            &mut env,
+            vec![op("lock3", Some("o3"), acquire("L3", &[]))],
+            "@c@b",
+        );
+        assert_eq!(names(&env.queue), ["lock3"]);
+        order(
+            &mut env,
+            vec![op("unlock3", Some("o3"), release("L3"))],
+            "@c@b",
+        );
+        assert!(env.queue.is_empty());
+        assert_eq!(env.locked_by.as_deref(), Some("o2"));
     }
 }

@@ -11,7 +11,7 @@ use crate::storage::StorageError;
 
 use super::Engine;
 use super::client::ClientError;
-use super::entity::{EntityOp, Envelope, instance_id};
+use super::entity::{EntityOp, Envelope, LockOp, instance_id};
 use super::instances::{self, Filter};
 use super::model::{ControlEvent, ControlMessage, InstanceRow, iso, now_ms};
 use super::partition::Work;
@@ -70,10 +70,8 @@ impl Engine {
             instance_id: id.clone(),
             execution_id: None,
             event: ControlEvent::Entity(Box::new(EntityOp {
-                operation: operation.to_string(),
-                input,
                 scheduled,
-                caller: None,
+                ..EntityOp::new(operation, input)
             })),
             parent: None,
             id: Some(uuid::Uuid::new_v4().simple().to_string()),
@@ -179,13 +177,123 @@ impl Engine {
         Ok((out, next))
     }
 
+    /// Durable Functions' clean-entity-storage: remove entities that have no
+    /// state, hold no lock and wait for nothing, and release locks whose
+    /// orchestration no longer runs (purged, or ended without releasing).
+    /// Entities with an operation within `entity_idle` are left alone: a
+    /// message may still be on its way to them, and an orchestration that
+    /// has just taken a lock may not have written its status yet. Returns
+    /// (entities removed, locks released).
+    pub async fn clean_entity_storage(
+        self: &Arc<Self>,
+        remove_empty: bool,
+        release_orphaned: bool,
+    ) -> Result<(u32, u32), ClientError> {
+        let idle_since = now_ms()
+            .saturating_sub(u64::try_from(self.config.entity_idle.as_millis()).unwrap_or(u64::MAX));
+        let filter = Filter {
+            prefix: Some("@".into()),
+            updated_to: Some(idle_since),
+            ..Filter::default()
+        };
+        let (mut removed, mut released) = (0, 0);
+        let mut continuation = None;
+        loop {
+            let (rows, next) =
+                instances::query(&self.hub, &filter, Some(1000), continuation.as_deref()).await?;
+            for row in rows {
+                if row.last_updated > idle_since {
+                    continue;
+                }
+                let Ok(envelope) = Envelope::of(&row) else {
+                    continue;
+                };
+                let locked = envelope.locked_by.as_ref().zip(envelope.lock_id.as_ref());
+                if let Some((holder, lock_id)) = locked
+                    && release_orphaned
+                    && self.lock_is_orphaned(holder, lock_id).await?
+                {
+                    tracing::info!(
+                        "entity '{}': releasing the lock of '{holder}', which no longer runs",
+                        row.instance_id
+                    );
+                    let release = ControlMessage {
+                        instance_id: row.instance_id.clone(),
+                        execution_id: None,
+                        event: ControlEvent::Entity(Box::new(EntityOp {
+                            from: Some(holder.clone()),
+                            lock: Some(LockOp::Release {
+                                lock_id: lock_id.clone(),
+                            }),
+                            ..EntityOp::new("", None)
+                        })),
+                        parent: None,
+                        id: Some(uuid::Uuid::new_v4().simple().to_string()),
+                    };
+                    super::outbox::send_control(self, vec![release]).await?;
+                    released += 1;
+                } else if locked.is_none()
+                    && remove_empty
+                    && !envelope.exists
+                    && envelope.queue.is_empty()
+                    // Only the version read: an operation since keeps it.
+                    && super::entity::delete_unchanged(self, &row.instance_id, row.last_updated)
+                        .await?
+                {
+                    self.forget_history(&row.instance_id);
+                    removed += 1;
+                }
+            }
+            match next {
+                Some(n) => continuation = Some(n),
+                None => return Ok((removed, released)),
+            }
+        }
+    }
+
+    /// Whether the orchestration `holder` that took `lock_id` no longer
+    /// runs: purged, or finished, or a later execution runs.
+    async fn lock_is_orphaned(&self, holder: &str, lock_id: &str) -> Result<bool, ClientError> {
+        let execution = lock_id
+            .strip_prefix(holder)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .and_then(|rest| rest.rsplit_once(":lock:"))
+            .map(|(execution, _)| execution);
+        Ok(match instances::get(&self.hub, holder).await? {
+            None => true,
+            Some(row) => {
+                row.status.is_terminal()
+                    || row.status == super::model::RuntimeStatus::ContinuedAsNew
+                    || execution.is_some_and(|e| e != row.execution_id)
+            }
+        })
+    }
+
     /// Delete the entity's record; whether it existed.
     pub async fn delete_entity(&self, name: &str, key: &str) -> Result<bool, ClientError> {
         let id = instance_id(name, key);
+        if let Ok((_, envelope)) = self.entity_record(name, key).await
+            && (envelope.locked_by.is_some() || !envelope.queue.is_empty())
+        {
+            return Err(ClientError::Conflict(format!(
+                "entity '{id}' is locked by '{}' with {} operation(s) waiting: \
+                 it can be deleted once the lock is released",
+                envelope.locked_by.unwrap_or_default(),
+                envelope.queue.len()
+            )));
+        }
         let existed = instances::delete(&self.hub, &id).await?;
         self.forget_history(&id);
         Ok(existed)
     }
+}
+
+/// DF's CleanEntityStorageResult.
+pub fn cleaned_json(removed: u32, released: u32) -> Value {
+    json!({
+        "numberOfEmptyEntitiesRemoved": removed,
+        "numberOfOrphanedLocksRemoved": released,
+    })
 }
 
 /// DF's listing entry: `{"entityId": {"name", "key"}, "lastOperationTime", "state"}`.

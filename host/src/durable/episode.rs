@@ -564,14 +564,14 @@ async fn attempt(
                         instance_id: super::entity::instance_id(&e.target.name, &e.target.key),
                         execution_id: None,
                         event: ControlEvent::Entity(Box::new(super::entity::EntityOp {
-                            operation: e.operation.clone(),
-                            input: e.input.clone(),
                             scheduled: e.scheduled_time.filter(|_| !call),
                             caller: call.then(|| super::entity::Caller {
                                 instance_id: id.to_string(),
                                 execution_id: execution_id.clone(),
                                 event_id: e.event_id,
                             }),
+                            from: Some(id.to_string()),
+                            ..super::entity::EntityOp::new(e.operation.clone(), e.input.clone())
                         })),
                         parent: None,
                         // Derived: sent again after a crash, it is applied once.
@@ -589,6 +589,51 @@ async fn attempt(
                         HistoryEvent::EntitySignaled(e)
                     };
                     new.push(StoredRecord::new(Record::Event(event), now));
+                }
+                Action::LockEntities(l) => {
+                    // One order for every orchestration, whatever the guest sent.
+                    let mut targets: Vec<String> = l
+                        .targets
+                        .iter()
+                        .map(|t| super::entity::instance_id(&t.name, &t.key))
+                        .collect();
+                    targets.sort();
+                    targets.dedup();
+                    if let Some((first, rest)) = targets.split_first() {
+                        effects.control.push(ControlMessage {
+                            instance_id: first.clone(),
+                            execution_id: None,
+                            event: ControlEvent::Entity(Box::new(super::entity::EntityOp {
+                                caller: Some(super::entity::Caller {
+                                    instance_id: id.to_string(),
+                                    execution_id: execution_id.clone(),
+                                    event_id: l.event_id,
+                                }),
+                                lock: Some(super::entity::LockOp::Acquire {
+                                    lock_id: lock_key(id, &execution_id, l.lock_id),
+                                    remaining: rest.to_vec(),
+                                }),
+                                ..super::entity::EntityOp::new("", None)
+                            })),
+                            parent: None,
+                            id: Some(format!("{id}:{execution_id}:{}", l.event_id)),
+                        });
+                    }
+                    new.push(StoredRecord::new(
+                        Record::Event(HistoryEvent::EntitiesLocked(l)),
+                        now,
+                    ));
+                }
+                Action::UnlockEntities(l) => {
+                    effects.control.extend(release_locks(
+                        id,
+                        &execution_id,
+                        std::slice::from_ref(&l),
+                    ));
+                    new.push(StoredRecord::new(
+                        Record::Event(HistoryEvent::EntitiesUnlocked(l)),
+                        now,
+                    ));
                 }
                 Action::Complete(result) => {
                     let (record_status, out, fail) = match result {
@@ -643,6 +688,11 @@ async fn attempt(
     }
     if status.is_terminal() || status == RuntimeStatus::ContinuedAsNew {
         session = None;
+        // Locks still held end with the execution.
+        let held = held_locks(history.records.iter().chain(&new));
+        effects
+            .control
+            .extend(release_locks(id, &execution_id, &held));
     }
 
     // Local dispatch: the new activities run on this host while it has free
@@ -1018,9 +1068,15 @@ async fn finish_failed(
 ) -> Result<(), StorageError> {
     tracing::error!("orchestration '{id}' failed: {}", f.message);
     let output = failure_output(&f);
+    let execution_id = starting
+        .clone()
+        .unwrap_or_else(|| history.execution_id.clone());
+    let held = held_locks(history.records.iter().chain(&new));
+    let mut messages = release_locks(id, &execution_id, &held);
     if let Some(p) = &parent {
-        super::outbox::send_control(engine, vec![notify_parent(p, Err(f.clone()))]).await?;
+        messages.push(notify_parent(p, Err(f.clone())));
     }
+    super::outbox::send_control(engine, messages).await?;
     new.push(StoredRecord::new(
         Record::ExecutionCompleted {
             status: RuntimeStatus::Failed,
@@ -1029,9 +1085,6 @@ async fn finish_failed(
         },
         now,
     ));
-    let execution_id = starting
-        .clone()
-        .unwrap_or_else(|| history.execution_id.clone());
     let new_execution = starting.filter(|e| Some(e) != history_execution(&history).as_ref());
     let history = history::append(&engine.hub, id, history, new_execution, new).await?;
     let row = InstanceRow {
@@ -1118,6 +1171,59 @@ fn notify_parent(parent: &Parent, result: Result<Option<String>, Failure>) -> Co
         parent: None,
         id: None,
     }
+}
+
+/// The id of a critical section's locks: unique across executions.
+fn lock_key(id: &str, execution_id: &str, lock_event_id: u32) -> String {
+    format!("{id}:{execution_id}:lock:{lock_event_id}")
+}
+
+/// The lock requests of `records` not released in them.
+fn held_locks<'a>(
+    records: impl Iterator<Item = &'a StoredRecord>,
+) -> Vec<crate::runtime::durable::EntityLock> {
+    let mut held = Vec::new();
+    for r in records {
+        match &r.record {
+            Record::Event(HistoryEvent::EntitiesLocked(l)) => held.push(l.clone()),
+            Record::Event(HistoryEvent::EntitiesUnlocked(l)) => {
+                held.retain(|h: &crate::runtime::durable::EntityLock| h.lock_id != l.lock_id);
+            }
+            _ => {}
+        }
+    }
+    held
+}
+
+/// The releases of `locks`, one message to each entity (which ignores a
+/// release of a lock it does not hold, and remembers it for a request that
+/// comes later).
+fn release_locks(
+    id: &str,
+    execution_id: &str,
+    locks: &[crate::runtime::durable::EntityLock],
+) -> Vec<ControlMessage> {
+    let mut messages = Vec::new();
+    for l in locks {
+        let lock_id = lock_key(id, execution_id, l.lock_id);
+        for t in &l.targets {
+            let target = super::entity::instance_id(&t.name, &t.key);
+            messages.push(ControlMessage {
+                id: Some(derived_id(&[&lock_id, "release", &target])),
+                instance_id: target,
+                execution_id: None,
+                event: ControlEvent::Entity(Box::new(super::entity::EntityOp {
+                    from: Some(id.to_string()),
+                    lock: Some(super::entity::LockOp::Release {
+                        lock_id: lock_id.clone(),
+                    }),
+                    ..super::entity::EntityOp::new("", None)
+                })),
+                parent: None,
+            });
+        }
+    }
+    messages
 }
 
 /// The id a result event completes: (is a timer, id); None for other events.

@@ -111,6 +111,13 @@ pub fn event_json(r: &StoredRecord) -> Value {
             HistoryEvent::EntityCallCompleted(c) => {
                 json!({"TaskScheduledId": c.task_scheduled_id, "Result": payload(&c.output)})
             }
+            HistoryEvent::EntitiesLocked(l) | HistoryEvent::EntitiesUnlocked(l) => json!({
+                "EventId": l.event_id,
+                "LockRequestId": l.lock_id,
+                "TargetInstanceIds": l.targets.iter()
+                    .map(|t| format!("@{}@{}", t.name, t.key))
+                    .collect::<Vec<_>>(),
+            }),
             HistoryEvent::EntityCallFailed(f) => json!({
                 "TaskScheduledId": f.task_scheduled_id,
                 "ErrorType": f.failure.error_type,

@@ -64,6 +64,9 @@ pub struct EngineConfig {
     pub extended_sessions: bool,
     /// A session unused this long is dropped (`extendedSessionIdleTimeoutInSeconds`).
     pub session_idle: Duration,
+    /// Entities idle less than this are left alone by clean-up
+    /// (`entityMessageReorderWindowInMinutes`).
+    pub entity_idle: Duration,
 }
 
 /// The running engine.

@@ -187,6 +187,8 @@ impl Record {
                 HistoryEvent::EntityCalled(_) => "EntityOperationCalled",
                 HistoryEvent::EntityCallCompleted(_) => "EntityOperationCompleted",
                 HistoryEvent::EntityCallFailed(_) => "EntityOperationFailed",
+                HistoryEvent::EntitiesLocked(_) => "EntityLockRequested",
+                HistoryEvent::EntitiesUnlocked(_) => "EntityUnlockSent",
             },
             Record::ExecutionCompleted { .. } => "ExecutionCompleted",
             Record::ExecutionTerminated { .. } => "ExecutionTerminated",

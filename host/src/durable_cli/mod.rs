@@ -152,6 +152,14 @@ enum DurableCommand {
     },
     /// Delete the task hub: its queues, tables and containers, with every instance.
     DeleteTaskHub,
+    /// Remove entities that have no state, and release locks held by
+    /// orchestrations that no longer run (both unless one is asked for).
+    CleanEntityStorage {
+        #[arg(long)]
+        remove_empty_entities: bool,
+        #[arg(long)]
+        release_orphaned_locks: bool,
+    },
 }
 
 /// Run one `host durable` command.
@@ -320,6 +328,29 @@ pub async fn run(cli: DurableCli) -> anyhow::Result<()> {
                 json!({"instancesDeleted": n}),
             );
         }
+        DurableCommand::CleanEntityStorage {
+            remove_empty_entities,
+            release_orphaned_locks,
+        } => {
+            let both = !remove_empty_entities && !release_orphaned_locks;
+            let engine = context.engine(None).await?;
+            context.require_hub(&engine).await?;
+            let (removed, released) = engine
+                .clean_entity_storage(
+                    both || remove_empty_entities,
+                    both || release_orphaned_locks,
+                )
+                .await
+                .map_err(|e| client(e, &context))?;
+            print::done(
+                out,
+                &format!(
+                    "Removed {removed} empty entit{}, released {released} orphaned lock(s).",
+                    if removed == 1 { "y" } else { "ies" }
+                ),
+                crate::durable::entity_client::cleaned_json(removed, released),
+            );
+        }
         DurableCommand::DeleteTaskHub => {
             let engine = context.engine(None).await?;
             context.require_hub(&engine).await?;
@@ -440,6 +471,9 @@ impl Setup {
                 local_dispatch: false,
                 extended_sessions: false,
                 session_idle: std::time::Duration::from_secs(30),
+                entity_idle: std::time::Duration::from_secs(
+                    60 * task.entity_message_reorder_window_in_minutes,
+                ),
             },
         ))
     }

@@ -7,6 +7,7 @@
 mod bindings_host;
 mod cache;
 mod client;
+mod outbound;
 mod output;
 mod state;
 
@@ -15,6 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
+
+use crate::config::AllowedHosts;
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
@@ -143,6 +146,8 @@ pub struct Component {
     blob: Result<BlobIndices, String>,
     timer: Result<TimerIndices, String>,
     entity: Result<EntityIndices, String>,
+    /// Where its functions may send HTTP requests (function.toml `allowedOutboundHosts`).
+    allowed_hosts: Arc<AllowedHosts>,
     /// SHA-256 of the `.wasm`, hex.
     pub hash: String,
     /// The `.wasm` it was loaded from.
@@ -150,6 +155,12 @@ pub struct Component {
 }
 
 impl Component {
+    /// Let its functions (but orchestrators) send HTTP requests to `hosts`.
+    pub fn with_allowed_hosts(mut self, hosts: AllowedHosts) -> Self {
+        self.allowed_hosts = Arc::new(hosts);
+        self
+    }
+
     /// Check that the component exports `interface` (one of the `*_INTERFACE` names).
     pub fn require_export(
         &self,
@@ -311,6 +322,8 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Only components that import wasi:http link it; the gate is `Outbound`.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::fnhost::function::log::add_to_linker::<HostState, HasSelf<HostState>>(
             &mut linker,
             |s| s,
@@ -386,6 +399,7 @@ impl Runtime {
             blob,
             timer,
             entity,
+            allowed_hosts: Arc::default(),
             hash,
             path: path.to_owned(),
         })
@@ -442,7 +456,7 @@ impl Runtime {
                 s
             }
             None => {
-                let mut store = self.new_store(invocation, Some(sandbox), deadline);
+                let mut store = self.new_store(component, invocation, Some(sandbox), deadline);
                 let guest = async {
                     let instance = component.pre.instantiate_async(&mut store).await?;
                     component
@@ -576,7 +590,7 @@ impl Runtime {
             .await
             .expect("the semaphore is never closed");
         let deadline = Instant::now() + self.config.function_timeout;
-        let mut store = self.new_store(invocation, None, deadline);
+        let mut store = self.new_store(component, invocation, None, deadline);
         let result = async {
             let instance = component.pre.instantiate_async(&mut store).await?;
             let name = &*invocation.function;
@@ -635,9 +649,11 @@ impl Runtime {
         result.map_err(|e| self.classify(&store, e))
     }
 
-    /// A fresh store with the limits, the deadline and (for orchestrators) the sandbox.
+    /// A fresh store with the limits, the deadline and (for orchestrators) the
+    /// sandbox. Every kind but orchestrators gets the component's outbound HTTP.
     fn new_store(
         &self,
+        component: &Component,
         invocation: &Invocation,
         sandbox: Option<Sandbox>,
         deadline: Instant,
@@ -654,6 +670,7 @@ impl Runtime {
             durable,
             sandbox,
             deadline,
+            sandbox.is_none().then(|| component.allowed_hosts.clone()),
         );
         let mut state = state;
         if sandbox.is_none() {

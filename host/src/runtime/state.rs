@@ -3,6 +3,7 @@
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,13 +14,17 @@ use rand::rngs::StdRng;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
 
 use super::bindings::fnhost::function::log::{Host as LogHost, Level};
+use super::outbound::Outbound;
 use super::output::{GuestOutput, Stream};
 use super::{Invocation, Sandbox};
+use crate::config::AllowedHosts;
 
 /// What one invocation's `Store` carries.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    outbound: Outbound,
     invocation: Invocation,
     max_memory_bytes: usize,
     /// Set when the epoch callback stopped the guest at its deadline.
@@ -44,6 +49,7 @@ impl HostState {
         durable: Option<super::SharedClient>,
         sandbox: Option<Sandbox>,
         deadline: Instant,
+        allowed_hosts: Option<Arc<AllowedHosts>>,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.envs(env)
@@ -65,9 +71,14 @@ impl HostState {
                 .insecure_random_seed(u128::from(sandbox.seed));
         }
         let wasi = wasi.build();
+        // A response body may take a quarter of the instance's memory: the
+        // guest holds it whole, and growing a Vec to it needs twice that.
+        let max_body = (max_memory_bytes / 4) as u64;
         HostState {
             wasi,
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            outbound: Outbound::new(allowed_hosts, invocation, deadline, max_body),
             invocation: invocation.clone(),
             max_memory_bytes,
             timed_out: false,
@@ -102,6 +113,16 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
         }
     }
 }

@@ -253,16 +253,192 @@ fn expand_orchestrator(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStre
     .into())
 }
 
-/// Marks a `fn(ctx: &mut EntityContext)` as an `entityTrigger` function (a durable entity).
+/// Marks a durable entity (an `entityTrigger` function).
 ///
-/// It runs once per operation; it returns `()` or a `Result<(), E>` with a `Display`
-/// error: an `Err` fails that operation only (its state change is rolled back, the
-/// caller gets the text). Its name is the Rust name, or `#[entity(name = "Counter")]`;
-/// entity names are compared in lower case.
+/// On a `fn(ctx: &mut EntityContext)`: it runs once per operation; it returns
+/// `()` or a `Result<(), E>` with a `Display` error: an `Err` fails that
+/// operation only (its state change is rolled back, the caller gets the text).
+///
+/// On an `impl Type` block (`Type: Default + Serialize + Deserialize`): the
+/// state is a `Type`, and each `pub fn` taking `&self` or `&mut self` is an
+/// operation of the same name (compared ignoring case), with at most one
+/// more argument, its input (any `Deserialize` type), optionally preceded by
+/// `ctx: &mut EntityContext` to signal or start orchestrations. What it
+/// returns is the result (`Result<T, E>`: `Err` fails the operation); the
+/// operation `delete` removes the state unless the type defines its own.
+///
+/// Its name is the Rust name (of the fn, or of the type), or
+/// `#[entity(name = "Counter")]`; entity names are compared in lower case.
 #[proc_macro_attribute]
 pub fn entity(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let func = parse_macro_input!(item as ItemFn);
-    expand_entity(attr, func).unwrap_or_else(|e| e.to_compile_error().into())
+    let item = parse_macro_input!(item as syn::Item);
+    let expanded = match item {
+        syn::Item::Fn(func) => expand_entity(attr, func),
+        syn::Item::Impl(block) => expand_entity_type(attr, block),
+        other => Err(syn::Error::new(
+            other.span(),
+            "#[entity] goes on a `fn(ctx: &mut EntityContext)` or on an `impl` block of the state's type",
+        )),
+    };
+    expanded.unwrap_or_else(|e| e.to_compile_error().into())
+}
+
+/// `#[entity] impl Type { pub fn op(&mut self, input: I) -> R { .. } }`.
+fn expand_entity_type(attr: TokenStream, block: syn::ItemImpl) -> syn::Result<TokenStream> {
+    if block.trait_.is_some() || !block.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            block.span(),
+            "#[entity] goes on a plain, non-generic `impl Type { .. }` block",
+        ));
+    }
+    let Type::Path(type_path) = &*block.self_ty else {
+        return Err(syn::Error::new(
+            block.self_ty.span(),
+            "expected a type name",
+        ));
+    };
+    let ty = &block.self_ty;
+    let ident = type_path
+        .path
+        .segments
+        .last()
+        .map(|s| s.ident.clone())
+        .ok_or_else(|| syn::Error::new(type_path.span(), "expected a type name"))?;
+    let mut name = None;
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("name") {
+            name = Some(meta.value()?.parse::<LitStr>()?);
+            Ok(())
+        } else {
+            Err(meta.error("expected `name = \"...\"`"))
+        }
+    });
+    parser.parse(attr)?;
+    let name = name.unwrap_or_else(|| LitStr::new(&ident.to_string(), ident.span()));
+
+    let mut arms = Vec::new();
+    let mut has_delete = false;
+    for item in &block.items {
+        let syn::ImplItem::Fn(method) = item else {
+            continue;
+        };
+        if !matches!(method.vis, syn::Visibility::Public(_)) {
+            continue;
+        }
+        let sig = &method.sig;
+        let Some(FnArg::Receiver(receiver)) = sig.inputs.first() else {
+            continue;
+        };
+        if receiver.reference.is_none() {
+            return Err(syn::Error::new(
+                receiver.span(),
+                "an entity operation takes `&self` or `&mut self`",
+            ));
+        }
+        if sig.asyncness.is_some() || !sig.generics.params.is_empty() {
+            return Err(syn::Error::new(
+                sig.span(),
+                "an entity operation is a plain, non-generic, non-async method",
+            ));
+        }
+        let method_ident = &sig.ident;
+        let op = method_ident.to_string();
+        has_delete |= op.eq_ignore_ascii_case("delete");
+        let mut args = Vec::new();
+        let mut rest: Vec<&syn::PatType> = sig
+            .inputs
+            .iter()
+            .skip(1)
+            .filter_map(|a| match a {
+                FnArg::Typed(t) => Some(t),
+                FnArg::Receiver(_) => None,
+            })
+            .collect();
+        let takes_ctx = rest.first().is_some_and(|t| {
+            matches!(&*t.ty, Type::Reference(r) if r.mutability.is_some()
+                && matches!(&*r.elem, Type::Path(p)
+                    if p.path.segments.last().is_some_and(|s| s.ident == "EntityContext")))
+        });
+        if takes_ctx {
+            rest.remove(0);
+            args.push(quote! { &mut *ctx });
+        }
+        if rest.len() > 1 {
+            return Err(syn::Error::new(
+                sig.inputs.span(),
+                "an entity operation takes at most one input (after an optional `&mut EntityContext`)",
+            ));
+        }
+        let load_input = match rest.first() {
+            Some(input) => {
+                let input_ty = &input.ty;
+                args.push(quote! { input });
+                quote! {
+                    let input: #input_ty = ctx
+                        .get_input()
+                        .map_err(|e| ::std::format!("operation '{}': {}", #op, e))?;
+                }
+            }
+            None => quote! {},
+        };
+        let call = quote! { state.#method_ident(#(#args),*) };
+        let run = match &sig.output {
+            ReturnType::Default => quote! { #call; },
+            ReturnType::Type(..) if returns_result(&sig.output) => quote! {
+                let result = #call.map_err(|e| e.to_string())?;
+                ctx.set_result(&result);
+            },
+            ReturnType::Type(..) => quote! {
+                let result = #call;
+                ctx.set_result(&result);
+            },
+        };
+        arms.push(quote! {
+            if operation.eq_ignore_ascii_case(#op) {
+                #load_input
+                #run
+                ctx.set_state(&state);
+                return ::std::result::Result::Ok(());
+            }
+        });
+    }
+    if !has_delete {
+        arms.push(quote! {
+            if operation.eq_ignore_ascii_case("delete") {
+                ctx.delete_state();
+                return ::std::result::Result::Ok(());
+            }
+        });
+    }
+    let registration = registration_ident(&ident);
+    let wrapper = format_ident!("__fnhost_entity_{}", ident);
+    Ok(quote! {
+        #block
+
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        fn #wrapper(
+            ctx: &mut ::fnhost_sdk::EntityContext,
+        ) -> ::std::result::Result<(), ::std::string::String> {
+            #[allow(unused_mut)]
+            let mut state: #ty = ctx
+                .get_state(<#ty as ::std::default::Default>::default)
+                .map_err(|e| e.to_string())?;
+            let operation = ctx.operation_name().to_owned();
+            #(#arms)*
+            ::std::result::Result::Err(::std::format!(
+                "entity '{}' has no operation '{}'",
+                #name,
+                operation
+            ))
+        }
+
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        const #registration: ::fnhost_sdk::__private::Registration =
+            ::fnhost_sdk::__private::Registration::Entity { name: #name, handler: #wrapper };
+    }
+    .into())
 }
 
 fn expand_entity(attr: TokenStream, func: ItemFn) -> syn::Result<TokenStream> {

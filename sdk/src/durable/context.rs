@@ -12,7 +12,8 @@ use super::futures::{ExternalEvent, Race, Task, Timer, WhenAll, WhenAny};
 use super::retry::{self, RetryOptions};
 use super::state::{Call, State};
 use crate::bindings::fnhost::function::durable_types::{
-    Action, EntityCalled, EventSent, Failure, SubOrchestrationCreated, TaskScheduled, TimerCreated,
+    Action, EntityCalled, EntityLock, EventSent, Failure, SubOrchestrationCreated, TaskScheduled,
+    TimerCreated,
 };
 use crate::durable::EntityId;
 
@@ -274,6 +275,79 @@ impl OrchestrationContext {
         }
     }
 
+    /// Lock `entities` for a critical section and wait until all are held.
+    /// While this orchestration holds them, each entity runs only the
+    /// operations this orchestration sends it; everyone else's wait in its
+    /// queue, in order. The locks are released when the returned
+    /// [`CriticalSection`] is dropped (or [`release`](CriticalSection::release)d),
+    /// and in any case when the orchestration ends.
+    ///
+    /// Entities are locked one after another in a fixed order (by name, then
+    /// key), so two critical sections over the same entities never wait for
+    /// each other forever.
+    ///
+    /// ```
+    /// # use fnhost_sdk::{EntityId, OrchestrationContext, OrchestrationError, orchestrator};
+    /// #[orchestrator]
+    /// async fn transfer(ctx: OrchestrationContext) -> Result<(), OrchestrationError> {
+    ///     let (from, to) = (EntityId::new("account", "a"), EntityId::new("account", "b"));
+    ///     let _section = ctx.lock_entities(&[from.clone(), to.clone()]).await?;
+    ///     let balance: i64 = ctx.call_entity(&from, "get", ()).await?;
+    ///     if balance >= 10 {
+    ///         ctx.call_entity::<i64>(&from, "add", -10).await?;
+    ///         ctx.call_entity::<i64>(&to, "add", 10).await?;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn lock_entities(&self, entities: &[EntityId]) -> Result<CriticalSection, TaskError> {
+        let mut sorted: Vec<EntityId> = entities.to_vec();
+        sorted.sort_by(|a, b| (&a.name, &a.key).cmp(&(&b.name, &b.key)));
+        sorted.dedup();
+        if sorted.is_empty() {
+            return Err(TaskError::new(
+                "InvalidLock",
+                "lock_entities needs at least one entity",
+            ));
+        }
+        if self.state().in_critical_section {
+            // Durable Functions' rule: one section at a time, all its locks at once.
+            return Err(TaskError::new(
+                "LockingRulesViolation",
+                "lock_entities inside a critical section: lock every entity the section needs at once",
+            ));
+        }
+        let targets: Vec<_> = sorted.iter().map(Into::into).collect();
+        let described = super::state::describe_targets(&targets);
+        let call = Call::Lock {
+            entities: described.clone(),
+            lock: true,
+        };
+        let id = self.state().schedule(call, |event_id| {
+            Action::LockEntities(EntityLock {
+                event_id,
+                lock_id: event_id,
+                targets: targets.clone(),
+            })
+        });
+        self.state().in_critical_section = true;
+        let section = CriticalSection {
+            ctx: self.clone(),
+            lock_id: id,
+            entities: sorted,
+            targets,
+        };
+        // If the request fails partway, dropping `section` releases the
+        // entities that did lock.
+        Task::<()>::scheduled(
+            self.clone(),
+            id,
+            format!("the lock of entities {described}"),
+        )
+        .await?;
+        Ok(section)
+    }
+
     fn entity_operation(
         &self,
         entity: &EntityId,
@@ -369,6 +443,48 @@ impl OrchestrationContext {
             error_type: "SerializationError".into(),
             message,
             details: None,
+        });
+    }
+}
+
+/// The locks of a critical section ([`OrchestrationContext::lock_entities`]),
+/// held until this is dropped.
+pub struct CriticalSection {
+    ctx: OrchestrationContext,
+    lock_id: u32,
+    entities: Vec<EntityId>,
+    targets: Vec<crate::bindings::fnhost::function::durable_types::EntityId>,
+}
+
+impl CriticalSection {
+    /// The entities locked, in lock order.
+    pub fn entities(&self) -> &[EntityId] {
+        &self.entities
+    }
+
+    /// Release the locks now (as dropping does).
+    pub fn release(self) {}
+}
+
+impl Drop for CriticalSection {
+    fn drop(&mut self) {
+        // Dropped while the episode is being torn down (the state in use):
+        // the host releases the locks when the orchestration ends anyway.
+        let Ok(mut state) = self.ctx.inner.state.try_borrow_mut() else {
+            return;
+        };
+        state.in_critical_section = false;
+        let call = Call::Lock {
+            entities: super::state::describe_targets(&self.targets),
+            lock: false,
+        };
+        let (lock_id, targets) = (self.lock_id, std::mem::take(&mut self.targets));
+        state.schedule(call, |event_id| {
+            Action::UnlockEntities(EntityLock {
+                event_id,
+                lock_id,
+                targets,
+            })
         });
     }
 }

@@ -196,6 +196,8 @@ fn apply(state: &mut State, event: HistoryEvent, in_past: bool) -> bool {
         | HistoryEvent::EventSent(_)
         | HistoryEvent::EntitySignaled(_)
         | HistoryEvent::EntityCalled(_)
+        | HistoryEvent::EntitiesLocked(_)
+        | HistoryEvent::EntitiesUnlocked(_)
         | HistoryEvent::ExecutionSuspended
         | HistoryEvent::ExecutionResumed => {}
     }

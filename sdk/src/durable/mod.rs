@@ -40,7 +40,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use context::OrchestrationContext;
+pub use context::{CriticalSection, OrchestrationContext};
 pub use entity::{EntityContext, EntityError, EntityId};
 pub use error::{OrchestrationError, TaskError};
 pub use futures::{Either, ExternalEvent, Race, Task, Timer, WhenAll, WhenAny};

@@ -33,6 +33,11 @@ pub(crate) enum Call {
         entity: String,
         signal: bool,
     },
+    /// `lock` false: the release of a critical section.
+    Lock {
+        entities: String,
+        lock: bool,
+    },
 }
 
 impl Call {
@@ -68,6 +73,13 @@ impl Call {
                     signal: matches!(event, HistoryEvent::EntitySignaled(_)),
                 },
             ),
+            HistoryEvent::EntitiesLocked(l) | HistoryEvent::EntitiesUnlocked(l) => (
+                l.event_id,
+                Call::Lock {
+                    entities: describe_targets(&l.targets),
+                    lock: matches!(event, HistoryEvent::EntitiesLocked(_)),
+                },
+            ),
             _ => return None,
         })
     }
@@ -94,6 +106,7 @@ impl Call {
                     ..
                 },
             ) => a == b && sa == sb,
+            (Call::Lock { lock: a, .. }, Call::Lock { lock: b, .. }) => a == b,
             _ => false,
         }
     }
@@ -117,8 +130,23 @@ impl Call {
                 let verb = if *signal { "signal" } else { "call" };
                 format!("{verb} operation '{operation}' of entity '{entity}'")
             }
+            Call::Lock { entities, lock } => {
+                let verb = if *lock { "lock" } else { "unlock" };
+                format!("{verb} entities {entities}")
+            }
         }
     }
+}
+
+/// `@a@1, @b@2`.
+pub(crate) fn describe_targets(
+    targets: &[crate::bindings::fnhost::function::durable_types::EntityId],
+) -> String {
+    targets
+        .iter()
+        .map(|t| format!("@{}@{}", t.name, t.key))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Everything the replay of one episode knows and decides.
@@ -140,6 +168,8 @@ pub(crate) struct State {
     /// The first fatal problem (non-determinism, a value that cannot be serialized):
     /// the episode stops and the instance fails with it.
     pub(crate) failure: Option<Failure>,
+    /// Whether the code is inside a critical section (they do not nest).
+    pub(crate) in_critical_section: bool,
     next_sequence: u32,
     /// The scheduling events of the whole history, by sequence id.
     recorded: BTreeMap<u32, Call>,
@@ -163,6 +193,7 @@ impl State {
             events: ExternalEvents::default(),
             actions: Vec::new(),
             failure: None,
+            in_critical_section: false,
             next_sequence: 0,
             recorded: BTreeMap::new(),
             replayed: BTreeSet::new(),

@@ -123,6 +123,35 @@ async fn route(engine: &Arc<Engine>, req: &ApiRequest<'_>) -> Result<Response<Bo
             Ok(check_status(engine, &req.base, &id))
         }
         ["entities"] if m == Method::GET => list_entities(engine, req, None).await,
+        ["entities"] if m == Method::POST => {
+            // Durable Functions' CleanEntityStorage; both when the body says nothing.
+            let body: Value = match json_body(req.body)? {
+                Some(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+                None => json!({}),
+            };
+            let flag_of = |key: &str| match body.get(key) {
+                None => Ok(true),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(other) => Err(ClientError::BadRequest(format!(
+                    "{key} must be true or false, not {other}"
+                ))),
+            };
+            if !body.is_object() {
+                return Err(ClientError::BadRequest(
+                    "the body must be a JSON object: {\"removeEmptyEntities\": bool, \"releaseOrphanedLocks\": bool}".into(),
+                ));
+            }
+            let (removed, released) = engine
+                .clean_entity_storage(
+                    flag_of("removeEmptyEntities")?,
+                    flag_of("releaseOrphanedLocks")?,
+                )
+                .await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &crate::durable::entity_client::cleaned_json(removed, released),
+            ))
+        }
         ["entities", name] if m == Method::GET => list_entities(engine, req, Some(name)).await,
         ["entities", name, key] if m == Method::GET => {
             match engine.read_entity_state(name, key).await? {

@@ -168,6 +168,8 @@ fn recorded(action: &Action) -> Option<HistoryEvent> {
         Action::SendEvent(e) => HistoryEvent::EventSent(e),
         Action::SignalEntity(e) => HistoryEvent::EntitySignaled(e),
         Action::CallEntity(e) => HistoryEvent::EntityCalled(e),
+        Action::LockEntities(l) => HistoryEvent::EntitiesLocked(l),
+        Action::UnlockEntities(l) => HistoryEvent::EntitiesUnlocked(l),
         Action::Complete(_) | Action::ContinueAsNew(_) => return None,
     })
 }
