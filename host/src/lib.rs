@@ -3,6 +3,7 @@
 //! Data flows one way: trigger → catalog lookup → runtime invoke. The runtime
 //! knows nothing of HTTP; triggers know nothing of wasmtime.
 
+pub mod bindings;
 pub mod builder;
 pub mod catalog;
 pub mod config;

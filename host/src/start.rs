@@ -10,11 +10,16 @@ use http::{HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bindings::{Connections, Encoding};
 use crate::catalog::{self, Catalog, Change, FunctionEntry};
 use crate::config::{HostConfig, LocalSettings, Trigger};
 use crate::durable::{Engine, EngineConfig};
 use crate::runtime::{Runtime, RuntimeConfig};
+use crate::triggers::blob::BlobTrigger;
 use crate::triggers::http::{Cors, HttpSettings, HttpTrigger};
+use crate::triggers::queue::QueueTrigger;
+use crate::triggers::timer::TimerTrigger;
+use crate::triggers::{TriggerContext, TriggerKind, Triggers};
 
 /// Azure's default request body limit: 100 MB.
 const DEFAULT_BODY_LIMIT: u64 = 104_857_600;
@@ -216,11 +221,14 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
         }
         return Err(e);
     }
+    let triggers = start_triggers(&host, &settings, &runtime, &catalog)?;
     tracing::info!("Host started");
     let finished = http
         .serve(listener, shutdown_signal(), host.function_timeout)
         .await;
     let _ = rpc_stop.send(true);
+    // Before the engine: queue, blob and timer functions use the durable client.
+    triggers.stop().await;
     if let Some(engine) = &durable {
         // Finish or abandon what it holds, release the partition leases so
         // that another host takes over at once.
@@ -235,6 +243,40 @@ pub async fn run(opts: StartOptions) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The queue, blob and timer triggers, and the output bindings. Started after
+/// the port is bound and the durable engine runs; a function of theirs
+/// without a usable connection is reported and the rest keep running.
+fn start_triggers(
+    host: &HostConfig,
+    settings: &crate::config::AppSettings,
+    runtime: &Arc<Runtime>,
+    catalog: &Arc<Catalog>,
+) -> anyhow::Result<Triggers> {
+    let encoding = Encoding::parse(&host.extensions.queues.message_encoding)?;
+    let connections = Connections::new(settings.clone(), encoding);
+    runtime.set_output_bindings(connections.clone());
+    let _ = crate::bindings::CONNECTIONS.set(connections.clone());
+    let host_id = crate::keys::store::host_id(
+        |k| settings.get(k).map(str::to_string),
+        &host.extensions.durable_task.hub_name,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let ctx = TriggerContext {
+        catalog: catalog.clone(),
+        runtime: runtime.clone(),
+        connections,
+        host: Arc::new(host.clone()),
+        host_id,
+    };
+    // Every trigger kind but HTTP, which serves the port below.
+    let kinds: Vec<Box<dyn TriggerKind>> = vec![
+        Box::new(QueueTrigger),
+        Box::new(BlobTrigger),
+        Box::new(TimerTrigger),
+    ];
+    Ok(Triggers::start(ctx, kinds))
 }
 
 /// The durable extension's local RPC endpoint: the management API under

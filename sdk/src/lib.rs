@@ -27,12 +27,20 @@ pub mod client;
 pub mod durable;
 pub mod http;
 pub mod log;
+mod output;
+mod triggers;
+
+pub use output::{blob, queue};
+pub use triggers::{Blob, IntoTriggerResult, QueueMessage, TimerInfo};
 
 pub use durable::{
     CriticalSection, Either, EntityContext, EntityId, OrchestrationContext, OrchestrationError,
     RetryOptions, Task, TaskError,
 };
-pub use fnhost_sdk_macros::{activity, entity, export_functions, http_trigger, orchestrator};
+pub use fnhost_sdk_macros::{
+    activity, blob_trigger, entity, export_functions, http_trigger, orchestrator, queue_trigger,
+    timer_trigger,
+};
 pub use http::{HttpRequest, HttpResponse, IntoHttpResponse};
 pub use serde_json::{Value as JsonValue, json};
 
@@ -82,10 +90,74 @@ pub mod __private {
             name: &'static str,
             handler: ActivityFn,
         },
+        Queue {
+            name: &'static str,
+            handler: fn(crate::QueueMessage) -> Result<(), String>,
+        },
+        Blob {
+            name: &'static str,
+            handler: fn(crate::Blob) -> Result<(), String>,
+        },
+        Timer {
+            name: &'static str,
+            handler: fn(crate::TimerInfo) -> Result<(), String>,
+        },
         Entity {
             name: &'static str,
             handler: EntityFn,
         },
+    }
+
+    fn missing(trigger: &str, function: &str) -> String {
+        format!(
+            "this component has no {trigger} function named '{function}': check the name in \
+             function.toml and that export_functions! lists it"
+        )
+    }
+
+    /// Run the queueTrigger function named `function`.
+    pub fn dispatch_queue(
+        functions: &[Registration],
+        function: &str,
+        message: crate::bindings::fnhost::function::trigger_types::QueueMessage,
+    ) -> Result<(), String> {
+        functions
+            .iter()
+            .find_map(|r| match r {
+                Registration::Queue { name, handler } if *name == function => Some(*handler),
+                _ => None,
+            })
+            .ok_or_else(|| missing("queueTrigger", function))?(message.into())
+    }
+
+    /// Run the blobTrigger function named `function`.
+    pub fn dispatch_blob(
+        functions: &[Registration],
+        function: &str,
+        blob: crate::bindings::fnhost::function::trigger_types::BlobItem,
+    ) -> Result<(), String> {
+        functions
+            .iter()
+            .find_map(|r| match r {
+                Registration::Blob { name, handler } if *name == function => Some(*handler),
+                _ => None,
+            })
+            .ok_or_else(|| missing("blobTrigger", function))?(blob.into())
+    }
+
+    /// Run the timerTrigger function named `function`.
+    pub fn dispatch_timer(
+        functions: &[Registration],
+        function: &str,
+        timer: crate::bindings::fnhost::function::trigger_types::TimerInfo,
+    ) -> Result<(), String> {
+        functions
+            .iter()
+            .find_map(|r| match r {
+                Registration::Timer { name, handler } if *name == function => Some(*handler),
+                _ => None,
+            })
+            .ok_or_else(|| missing("timerTrigger", function))?(timer.into())
     }
 
     /// Run a batch of operations of the entity named `function` (names

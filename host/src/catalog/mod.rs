@@ -362,12 +362,24 @@ fn load_folder(
                     component: component.clone(),
                 }));
             }
-            other => {
-                return Err(format!(
-                    "{at}: function '{}' has a {}, which this host does not run yet",
-                    def.name,
-                    other.type_name()
-                ));
+            Trigger::Queue { .. } | Trigger::Blob { .. } | Trigger::Timer { .. } => {
+                let interface = match def.trigger {
+                    Trigger::Queue { .. } => runtime::QUEUE_INTERFACE,
+                    Trigger::Blob { .. } => runtime::BLOB_INTERFACE,
+                    _ => runtime::TIMER_INTERFACE,
+                };
+                component
+                    .require_export(
+                        interface,
+                        &format!("{} function '{}'", def.trigger.type_name(), def.name),
+                    )
+                    .map_err(|e| e.to_string())?;
+                functions.push(Arc::new(FunctionEntry {
+                    name: def.name.clone(),
+                    folder: folder.to_string(),
+                    trigger: def.trigger.clone(),
+                    component: component.clone(),
+                }));
             }
         }
     }

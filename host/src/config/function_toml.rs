@@ -47,7 +47,12 @@ pub enum Trigger {
         connection: String,
     },
     Timer {
+        /// NCRONTAB with seconds (`0 */5 * * * *`) or a TimeSpan (`00:00:30`).
         schedule: String,
+        /// Also run once when the host starts.
+        run_on_startup: bool,
+        /// Keep the schedule status in storage, so a missed occurrence runs late (default on).
+        use_monitor: bool,
     },
     Orchestration,
     Activity,
@@ -117,6 +122,8 @@ struct RawTrigger {
     path: Option<String>,
     connection: Option<String>,
     schedule: Option<String>,
+    run_on_startup: Option<bool>,
+    use_monitor: Option<bool>,
 }
 
 const METHODS: [&str; 8] = [
@@ -203,6 +210,45 @@ impl FunctionFile {
     }
 }
 
+/// Azure's rules for queue names: 3-63 characters, lower-case letters,
+/// digits and single dashes, starting and ending with a letter or digit.
+pub fn check_queue_name(name: &str) -> Result<(), String> {
+    check_storage_name(name)
+}
+
+/// Azure's rules for container names (the same as for queues), plus the
+/// special `$root`, `$logs` and `$web` containers.
+pub fn check_container_name(name: &str) -> Result<(), String> {
+    if matches!(name, "$root" | "$logs" | "$web") {
+        return Ok(());
+    }
+    check_storage_name(name)
+}
+
+fn check_storage_name(name: &str) -> Result<(), String> {
+    if !(3..=63).contains(&name.len()) {
+        return Err(format!(
+            "is {} characters long; Azure allows 3 to 63",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "contains '{c}'; Azure allows lower-case letters, digits and '-' only"
+        ));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err("starts or ends with '-'; Azure wants a letter or digit there".into());
+    }
+    if name.contains("--") {
+        return Err("contains '--'; Azure does not allow consecutive dashes".into());
+    }
+    Ok(())
+}
+
 fn valid_function_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 127
@@ -218,7 +264,7 @@ fn convert_trigger(function: &str, t: RawTrigger) -> Result<Trigger, String> {
         "httpTrigger" => &["methods", "route", "authLevel"],
         "queueTrigger" => &["queueName", "connection"],
         "blobTrigger" => &["path", "connection"],
-        "timerTrigger" => &["schedule"],
+        "timerTrigger" => &["schedule", "runOnStartup", "useMonitor"],
         "orchestrationTrigger" | "activityTrigger" | "entityTrigger" => &[],
         other => {
             return Err(format!(
@@ -234,6 +280,8 @@ fn convert_trigger(function: &str, t: RawTrigger) -> Result<Trigger, String> {
         ("path", t.path.is_some()),
         ("connection", t.connection.is_some()),
         ("schedule", t.schedule.is_some()),
+        ("runOnStartup", t.run_on_startup.is_some()),
+        ("useMonitor", t.use_monitor.is_some()),
     ];
     if let Some((key, _)) = present.iter().find(|(k, p)| *p && !allowed.contains(k)) {
         return Err(format!(
@@ -289,16 +337,40 @@ fn convert_trigger(function: &str, t: RawTrigger) -> Result<Trigger, String> {
                 auth_level: t.auth_level.unwrap_or(AuthLevel::Function),
             }
         }
-        "queueTrigger" => Trigger::Queue {
-            queue_name: required("queueName", t.queue_name)?,
-            connection,
-        },
-        "blobTrigger" => Trigger::Blob {
-            path: required("path", t.path)?,
-            connection,
-        },
+        "queueTrigger" => {
+            let queue_name = required("queueName", t.queue_name)?;
+            check_queue_name(&queue_name)
+                .map_err(|why| format!("function '{function}': queueName '{queue_name}' {why}"))?;
+            Trigger::Queue {
+                queue_name,
+                connection,
+            }
+        }
+        "blobTrigger" => {
+            let path = required("path", t.path)?;
+            let container = path.split('/').next().unwrap_or_default();
+            if !path.contains('/') || path.ends_with('/') {
+                return Err(format!(
+                    "function '{function}': path '{path}' must be 'container/pattern', e.g. \
+                     'samples/{{name}}'"
+                ));
+            }
+            crate::triggers::blob_path::BlobPath::parse(&path)
+                .map_err(|why| format!("function '{function}': {why}"))?;
+            check_container_name(container).map_err(|why| {
+                format!("function '{function}': container '{container}' of path '{path}' {why}")
+            })?;
+            Trigger::Blob { path, connection }
+        }
         "timerTrigger" => Trigger::Timer {
-            schedule: required("schedule", t.schedule)?,
+            schedule: {
+                let schedule = required("schedule", t.schedule)?;
+                crate::triggers::schedule::Schedule::parse(&schedule)
+                    .map_err(|why| format!("function '{function}': {why}"))?;
+                schedule
+            },
+            run_on_startup: t.run_on_startup.unwrap_or(false),
+            use_monitor: t.use_monitor.unwrap_or(true),
         },
         "orchestrationTrigger" => Trigger::Orchestration,
         "activityTrigger" => Trigger::Activity,
@@ -385,6 +457,26 @@ trigger = { type = "blobTrigger", path = "weather-results/{name}", connection = 
             (
                 "[[functions]]\nname = \"a\"\ntrigger = { type = \"blobTrigger\" }\n",
                 "functions/x/function.toml line 3: function 'a': a blobTrigger needs 'path'",
+            ),
+            (
+                "[[functions]]\nname = \"q\"\ntrigger = { type = \"queueTrigger\", queueName = \"My_Queue\" }\n",
+                "functions/x/function.toml line 3: function 'q': queueName 'My_Queue' contains 'M'; \
+                 Azure allows lower-case letters, digits and '-' only",
+            ),
+            (
+                "[[functions]]\nname = \"q\"\ntrigger = { type = \"queueTrigger\", queueName = \"ab\" }\n",
+                "functions/x/function.toml line 3: function 'q': queueName 'ab' is 2 characters \
+                 long; Azure allows 3 to 63",
+            ),
+            (
+                "[[functions]]\nname = \"q\"\ntrigger = { type = \"queueTrigger\", queueName = \"a--b\" }\n",
+                "functions/x/function.toml line 3: function 'q': queueName 'a--b' contains '--'; \
+                 Azure does not allow consecutive dashes",
+            ),
+            (
+                "[[functions]]\nname = \"b\"\ntrigger = { type = \"blobTrigger\", path = \"Weather/{name}\" }\n",
+                "functions/x/function.toml line 3: function 'b': container 'Weather' of path \
+                 'Weather/{name}' contains 'W'; Azure allows lower-case letters, digits and '-' only",
             ),
             (
                 "[[functions]]\nname = \"9lives\"\ntrigger = { type = \"activityTrigger\" }\n",

@@ -5,7 +5,7 @@
 //! where TOML knows it, the line.
 
 mod allowed_hosts;
-mod function_toml;
+pub mod function_toml;
 mod host_toml;
 mod local_settings;
 

@@ -4,6 +4,7 @@
 //! Nothing here knows HTTP: triggers hand in the WIT request records and get
 //! WIT records back.
 
+mod bindings_host;
 mod cache;
 mod client;
 mod outbound;
@@ -22,6 +23,7 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
 
+pub use bindings_host::{OutputBindings, SharedBindings};
 pub use client::{DurableClient, SharedClient};
 pub use state::HostState;
 
@@ -30,7 +32,10 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../sdk/wit",
         world: "function",
-        imports: { "fnhost:function/durable-client": async },
+        imports: {
+            "fnhost:function/durable-client": async,
+            "fnhost:function/bindings": async,
+        },
         // History events and actions are stored as JSON by the durable engine.
         additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
         exports: { default: async },
@@ -38,10 +43,14 @@ pub mod bindings {
 }
 
 use bindings::exports::fnhost::function::activity::GuestIndices as ActivityIndices;
+use bindings::exports::fnhost::function::blob::GuestIndices as BlobIndices;
 use bindings::exports::fnhost::function::entity::GuestIndices as EntityIndices;
 use bindings::exports::fnhost::function::http::GuestIndices as HttpIndices;
 use bindings::exports::fnhost::function::orchestrator::GuestIndices as OrchestratorIndices;
+use bindings::exports::fnhost::function::queue::GuestIndices as QueueIndices;
+use bindings::exports::fnhost::function::timer::GuestIndices as TimerIndices;
 pub use bindings::fnhost::function::durable_types as durable;
+pub use bindings::fnhost::function::trigger_types::{BlobItem, QueueMessage, TimerInfo};
 pub use bindings::fnhost::function::types::{HttpRequest, HttpResponse};
 
 /// The exported interface that `httpTrigger` functions need.
@@ -50,6 +59,12 @@ pub const HTTP_INTERFACE: &str = "fnhost:function/http@0.1.0";
 pub const ORCHESTRATOR_INTERFACE: &str = "fnhost:function/orchestrator@0.1.0";
 /// The exported interface that `activityTrigger` functions need.
 pub const ACTIVITY_INTERFACE: &str = "fnhost:function/activity@0.1.0";
+/// The exported interface that `queueTrigger` functions need.
+pub const QUEUE_INTERFACE: &str = "fnhost:function/queue@0.1.0";
+/// The exported interface that `blobTrigger` functions need.
+pub const BLOB_INTERFACE: &str = "fnhost:function/blob@0.1.0";
+/// The exported interface that `timerTrigger` functions need.
+pub const TIMER_INTERFACE: &str = "fnhost:function/timer@0.1.0";
 /// The exported interface that `entityTrigger` functions need.
 pub const ENTITY_INTERFACE: &str = "fnhost:function/entity@0.1.0";
 
@@ -127,6 +142,9 @@ pub struct Component {
     http: Result<HttpIndices, String>,
     orchestrator: Result<OrchestratorIndices, String>,
     activity: Result<ActivityIndices, String>,
+    queue: Result<QueueIndices, String>,
+    blob: Result<BlobIndices, String>,
+    timer: Result<TimerIndices, String>,
     entity: Result<EntityIndices, String>,
     /// Where its functions may send HTTP requests (function.toml `allowedOutboundHosts`).
     allowed_hosts: Arc<AllowedHosts>,
@@ -153,6 +171,9 @@ impl Component {
             HTTP_INTERFACE => self.http.is_ok(),
             ORCHESTRATOR_INTERFACE => self.orchestrator.is_ok(),
             ACTIVITY_INTERFACE => self.activity.is_ok(),
+            QUEUE_INTERFACE => self.queue.is_ok(),
+            BLOB_INTERFACE => self.blob.is_ok(),
+            TIMER_INTERFACE => self.timer.is_ok(),
             ENTITY_INTERFACE => self.entity.is_ok(),
             _ => false,
         };
@@ -172,6 +193,9 @@ impl Component {
 enum Call {
     Http(HttpRequest),
     Activity(Option<String>),
+    Queue(QueueMessage),
+    Blob(BlobItem),
+    Timer(TimerInfo),
     Entity(durable::EntityBatch),
 }
 
@@ -179,7 +203,16 @@ enum Call {
 enum Reply {
     Http(HttpResponse),
     Activity(Result<Option<String>, durable::Failure>),
+    /// A queue, blob or timer function: its error message, if it failed.
+    Done(Result<(), String>),
     Entity(durable::EntityBatchResult),
+}
+
+/// The input of a queue, blob or timer invocation.
+pub enum TriggerInput {
+    Queue(QueueMessage),
+    Blob(BlobItem),
+    Timer(TimerInfo),
 }
 
 /// The deterministic world of an orchestrator episode.
@@ -205,6 +238,7 @@ pub struct Runtime {
     config: RuntimeConfig,
     slots: Semaphore,
     durable: std::sync::OnceLock<SharedClient>,
+    outputs: std::sync::OnceLock<SharedBindings>,
     /// Orchestrator instances kept alive between episodes (extended sessions).
     sessions: Arc<std::sync::atomic::AtomicUsize>,
     max_sessions: usize,
@@ -298,6 +332,10 @@ impl Runtime {
             &mut linker,
             |s| s,
         )?;
+        bindings::fnhost::function::bindings::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
 
         // The epoch ticker lives as long as the engine does.
         let weak = engine.weak();
@@ -316,6 +354,7 @@ impl Runtime {
             linker,
             slots: Semaphore::new(config.max_instances as usize),
             durable: std::sync::OnceLock::new(),
+            outputs: std::sync::OnceLock::new(),
             sessions: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             max_sessions: max_sessions as usize,
             config,
@@ -347,12 +386,18 @@ impl Runtime {
         let http = HttpIndices::new(&pre).map_err(|e| format!("{e:#}"));
         let orchestrator = OrchestratorIndices::new(&pre).map_err(|e| format!("{e:#}"));
         let activity = ActivityIndices::new(&pre).map_err(|e| format!("{e:#}"));
+        let queue = QueueIndices::new(&pre).map_err(|e| format!("{e:#}"));
+        let blob = BlobIndices::new(&pre).map_err(|e| format!("{e:#}"));
+        let timer = TimerIndices::new(&pre).map_err(|e| format!("{e:#}"));
         let entity = EntityIndices::new(&pre).map_err(|e| format!("{e:#}"));
         Ok(Component {
             pre,
             http,
             orchestrator,
             activity,
+            queue,
+            blob,
+            timer,
             entity,
             allowed_hosts: Arc::default(),
             hash,
@@ -473,6 +518,30 @@ impl Runtime {
         }
     }
 
+    /// Call the `queueTrigger`, `blobTrigger` or `timerTrigger` function
+    /// `invocation.function`; `Ok(Err(message))` when the function reported a failure.
+    pub async fn invoke_trigger(
+        &self,
+        component: &Component,
+        invocation: &Invocation,
+        input: TriggerInput,
+    ) -> Result<Result<(), String>, InvokeError> {
+        let call = match input {
+            TriggerInput::Queue(m) => Call::Queue(m),
+            TriggerInput::Blob(b) => Call::Blob(b),
+            TriggerInput::Timer(t) => Call::Timer(t),
+        };
+        match self.run(component, invocation, call).await? {
+            Reply::Done(r) => Ok(r),
+            _ => unreachable!("a trigger call answers with a done reply"),
+        }
+    }
+
+    /// What the `bindings` import talks to. Set once, at start-up.
+    pub fn set_output_bindings(&self, outputs: SharedBindings) {
+        let _ = self.outputs.set(outputs);
+    }
+
     /// Run a batch of operations of the entity `invocation.function`.
     pub async fn invoke_entity(
         &self,
@@ -506,6 +575,9 @@ impl Runtime {
                 .as_ref()
                 .err()
                 .map(|_| ACTIVITY_INTERFACE),
+            Call::Queue(_) => component.queue.as_ref().err().map(|_| QUEUE_INTERFACE),
+            Call::Blob(_) => component.blob.as_ref().err().map(|_| BLOB_INTERFACE),
+            Call::Timer(_) => component.timer.as_ref().err().map(|_| TIMER_INTERFACE),
             Call::Entity(_) => component.entity.as_ref().err().map(|_| ENTITY_INTERFACE),
         };
         if let Some(interface) = missing {
@@ -538,6 +610,30 @@ impl Runtime {
                         .expect("checked above")
                         .load(&mut store, &instance)?;
                     Reply::Activity(guest.call_run(&mut store, name, input.as_ref()).await?)
+                }
+                Call::Queue(message) => {
+                    let guest = component
+                        .queue
+                        .as_ref()
+                        .expect("checked above")
+                        .load(&mut store, &instance)?;
+                    Reply::Done(guest.call_handle(&mut store, name, &message).await?)
+                }
+                Call::Blob(blob) => {
+                    let guest = component
+                        .blob
+                        .as_ref()
+                        .expect("checked above")
+                        .load(&mut store, &instance)?;
+                    Reply::Done(guest.call_handle(&mut store, name, &blob).await?)
+                }
+                Call::Timer(timer) => {
+                    let guest = component
+                        .timer
+                        .as_ref()
+                        .expect("checked above")
+                        .load(&mut store, &instance)?;
+                    Reply::Done(guest.call_handle(&mut store, name, timer).await?)
                 }
                 Call::Entity(batch) => {
                     let guest = component
@@ -576,6 +672,10 @@ impl Runtime {
             deadline,
             sandbox.is_none().then(|| component.allowed_hosts.clone()),
         );
+        let mut state = state;
+        if sandbox.is_none() {
+            state.outputs = self.outputs.get().cloned();
+        }
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s);
         store.set_epoch_deadline(1);

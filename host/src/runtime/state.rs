@@ -37,6 +37,8 @@ pub struct HostState {
     pub(super) deadline: Instant,
     /// An orchestrator's clock (ms since the epoch), set before each episode.
     pub(super) clock: Option<Arc<AtomicU64>>,
+    /// Output bindings (queues, blobs); None for orchestrators.
+    pub(super) outputs: Option<super::SharedBindings>,
 }
 
 impl HostState {
@@ -84,6 +86,7 @@ impl HostState {
             durable,
             deadline,
             clock,
+            outputs: None,
         }
     }
 

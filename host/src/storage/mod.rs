@@ -42,6 +42,10 @@ pub struct QueueMessage {
     /// How many times it has been received, this time included.
     pub dequeue_count: u32,
     pub insertion_time: SystemTime,
+    /// When the service drops it unread.
+    pub expiration_time: SystemTime,
+    /// When it becomes visible again (the end of this receipt's visibility timeout).
+    pub next_visible_time: SystemTime,
     /// The message text exactly as sent (no base64 applied by this layer).
     pub text: String,
 }
@@ -198,6 +202,26 @@ pub trait Blobs: Send + Sync {
     async fn delete(&self, container: &str, name: &str) -> Result<()>;
     /// Names and ETags of the blobs whose names start with `prefix`.
     async fn list(&self, container: &str, prefix: &str) -> Result<Vec<(String, String)>>;
+    /// The blobs whose names start with `prefix`, with their properties (and
+    /// metadata when `metadata`), in name order: one call per 5,000 blobs.
+    /// NotFound if the container does not exist.
+    async fn list_items(
+        &self,
+        container: &str,
+        prefix: &str,
+        metadata: bool,
+    ) -> Result<Vec<BlobItem>>;
+    /// A blob's properties and metadata (one HEAD call); None if it does not exist.
+    async fn properties(&self, container: &str, name: &str) -> Result<Option<BlobItem>>;
+    /// Write a blob with options: content type, metadata, only if absent
+    /// (Conflict if it exists), under a lease we hold.
+    async fn put_with(
+        &self,
+        container: &str,
+        name: &str,
+        data: Vec<u8>,
+        options: &PutOptions,
+    ) -> Result<()>;
     /// Take a lease of `duration` (15–60 s) on an existing blob; None if another holder has it.
     async fn acquire_lease(
         &self,
@@ -208,6 +232,31 @@ pub trait Blobs: Send + Sync {
     /// Renew our lease; false if it was lost (expired and taken, or broken).
     async fn renew_lease(&self, container: &str, name: &str, lease_id: &str) -> Result<bool>;
     async fn release_lease(&self, container: &str, name: &str, lease_id: &str) -> Result<()>;
+}
+
+/// A listed blob and its properties.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlobItem {
+    pub name: String,
+    /// Bare (no quotes), as [`Blobs::get`] gives it.
+    pub etag: String,
+    pub length: u64,
+    pub content_type: String,
+    pub last_modified: SystemTime,
+    /// Empty unless asked for (listings) or read ([`Blobs::properties`]).
+    /// Keys in lower case: Azure's are case-insensitive, and Azurite lower-cases them.
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// How [`Blobs::put_with`] writes.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    pub content_type: Option<String>,
+    pub metadata: Vec<(String, String)>,
+    /// Fail with Conflict if the blob exists.
+    pub if_absent: bool,
+    /// The lease we hold on the blob (a leased blob refuses other writes).
+    pub lease_id: Option<String>,
 }
 
 /// Storage calls made so far, by kind.

@@ -38,6 +38,73 @@ pub fn http_trigger(attr: TokenStream, item: TokenStream) -> TokenStream {
     .into()
 }
 
+/// Marks a function as a `queueTrigger` function.
+///
+/// It takes a `QueueMessage` (`text()`, `json()`, `bytes()`, `id`,
+/// `dequeue_count`, ...) and returns `()` or a `Result<(), E: Display>`; an
+/// `Err` fails the invocation, and the message is retried (then moved to
+/// `{queue}-poison`). Its name is the Rust name, or `#[queue_trigger(name = "...")]`.
+#[proc_macro_attribute]
+pub fn queue_trigger(attr: TokenStream, item: TokenStream) -> TokenStream {
+    simple_trigger(attr, item, "Queue", quote! { ::fnhost_sdk::QueueMessage })
+}
+
+/// Marks a function as a `blobTrigger` function.
+///
+/// It takes a `Blob` (`param("name")`, `text()`, `content`, `etag`, ...) and
+/// returns `()` or a `Result<(), E: Display>`; an `Err` fails the invocation
+/// (retried, 5 times in all, then reported in `webjobs-blobtrigger-poison`).
+#[proc_macro_attribute]
+pub fn blob_trigger(attr: TokenStream, item: TokenStream) -> TokenStream {
+    simple_trigger(attr, item, "Blob", quote! { ::fnhost_sdk::Blob })
+}
+
+/// Marks a function as a `timerTrigger` function: it takes a `TimerInfo`
+/// and returns `()` or a `Result<(), E: Display>`.
+#[proc_macro_attribute]
+pub fn timer_trigger(attr: TokenStream, item: TokenStream) -> TokenStream {
+    simple_trigger(attr, item, "Timer", quote! { ::fnhost_sdk::TimerInfo })
+}
+
+fn simple_trigger(
+    attr: TokenStream,
+    item: TokenStream,
+    kind: &str,
+    input: proc_macro2::TokenStream,
+) -> TokenStream {
+    let func = parse_macro_input!(item as ItemFn);
+    let name = match function_name(attr, &func) {
+        Ok(n) => n,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    if func.sig.inputs.len() != 1 {
+        return syn::Error::new(
+            func.sig.inputs.span(),
+            format!("a {kind} trigger function takes one argument, its {input}"),
+        )
+        .to_compile_error()
+        .into();
+    }
+    let ident = &func.sig.ident;
+    let registration = registration_ident(ident);
+    let wrapper = format_ident!("__fnhost_{}_{}", kind.to_ascii_lowercase(), ident);
+    let variant = format_ident!("{}", kind);
+    quote! {
+        #func
+
+        #[doc(hidden)]
+        fn #wrapper(input: #input) -> ::std::result::Result<(), ::std::string::String> {
+            ::fnhost_sdk::IntoTriggerResult::into_trigger_result(#ident(input))
+        }
+
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        const #registration: ::fnhost_sdk::__private::Registration =
+            ::fnhost_sdk::__private::Registration::#variant { name: #name, handler: #wrapper };
+    }
+    .into()
+}
+
 /// Marks a function as an `activityTrigger` function.
 ///
 /// The function takes one argument, deserialized from the JSON input (an absent input
@@ -492,6 +559,33 @@ pub fn export_functions(input: TokenStream) -> TokenStream {
                 ::fnhost_sdk::bindings::fnhost::function::durable_types::Failure,
             > {
                 ::fnhost_sdk::__private::dispatch_activity(__FNHOST_FUNCTIONS, &function, input)
+            }
+        }
+
+        impl ::fnhost_sdk::bindings::exports::fnhost::function::queue::Guest for __FnhostComponent {
+            fn handle(
+                function: ::std::string::String,
+                message: ::fnhost_sdk::bindings::fnhost::function::trigger_types::QueueMessage,
+            ) -> ::std::result::Result<(), ::std::string::String> {
+                ::fnhost_sdk::__private::dispatch_queue(__FNHOST_FUNCTIONS, &function, message)
+            }
+        }
+
+        impl ::fnhost_sdk::bindings::exports::fnhost::function::blob::Guest for __FnhostComponent {
+            fn handle(
+                function: ::std::string::String,
+                blob: ::fnhost_sdk::bindings::fnhost::function::trigger_types::BlobItem,
+            ) -> ::std::result::Result<(), ::std::string::String> {
+                ::fnhost_sdk::__private::dispatch_blob(__FNHOST_FUNCTIONS, &function, blob)
+            }
+        }
+
+        impl ::fnhost_sdk::bindings::exports::fnhost::function::timer::Guest for __FnhostComponent {
+            fn handle(
+                function: ::std::string::String,
+                timer: ::fnhost_sdk::bindings::fnhost::function::trigger_types::TimerInfo,
+            ) -> ::std::result::Result<(), ::std::string::String> {
+                ::fnhost_sdk::__private::dispatch_timer(__FNHOST_FUNCTIONS, &function, timer)
             }
         }
 

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use azure_core::request_options::{IfMatchCondition, LeaseDuration, LeaseId};
+use azure_core::request_options::{IfMatchCondition, LeaseDuration, LeaseId, Metadata};
 use azure_storage_blobs::prelude::{BlobClient, BlobServiceClient};
 use futures::StreamExt;
 
 use super::connection::Endpoint;
 use super::transport::{classify, status_of};
-use crate::storage::{Blobs, Result, StorageError};
+use crate::storage::{BlobItem, Blobs, PutOptions, Result, StorageError};
 
 /// Read a blob in one request: the crate's default is 1 MiB ranges, one
 /// request (and one billed transaction) each, and pages of a blob that changes
@@ -27,6 +27,23 @@ pub(crate) struct AzureBlobs {
 /// one form lets a caller compare a listed ETag with a read one.
 fn bare(etag: impl ToString) -> String {
     etag.to_string().trim_matches('"').to_string()
+}
+
+/// A listed or read blob as [`BlobItem`].
+fn item(b: &azure_storage_blobs::blob::Blob) -> BlobItem {
+    BlobItem {
+        name: b.name.clone(),
+        etag: bare(&b.properties.etag),
+        length: b.properties.content_length,
+        content_type: b.properties.content_type.clone(),
+        last_modified: std::time::SystemTime::from(b.properties.last_modified),
+        metadata: b
+            .metadata
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect(),
+    }
 }
 
 impl AzureBlobs {
@@ -166,6 +183,69 @@ impl Blobs for AzureBlobs {
             );
         }
         Ok(blobs)
+    }
+
+    async fn list_items(
+        &self,
+        container: &str,
+        prefix: &str,
+        metadata: bool,
+    ) -> Result<Vec<BlobItem>> {
+        let mut pages = self
+            .client
+            .container_client(container)
+            .list_blobs()
+            .prefix(prefix.to_string())
+            .include_metadata(metadata)
+            .into_stream();
+        let mut blobs = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| self.error(e, format!("listing container '{container}'")))?;
+            blobs.extend(page.blobs.blobs().map(item));
+        }
+        Ok(blobs)
+    }
+
+    async fn properties(&self, container: &str, name: &str) -> Result<Option<BlobItem>> {
+        match self.blob(container, name).get_properties().await {
+            Ok(response) => {
+                let mut blob = response.blob;
+                blob.name = name.to_string();
+                Ok(Some(item(&blob)))
+            }
+            Err(e) if matches!(status_of(&e), Some((404, _))) => Ok(None),
+            Err(e) => Err(self.error(e, format!("reading blob '{container}/{name}'"))),
+        }
+    }
+
+    async fn put_with(
+        &self,
+        container: &str,
+        name: &str,
+        data: Vec<u8>,
+        options: &PutOptions,
+    ) -> Result<()> {
+        let mut put = self.blob(container, name).put_block_blob(data);
+        if let Some(content_type) = &options.content_type {
+            put = put.content_type(content_type.clone());
+        }
+        if !options.metadata.is_empty() {
+            let mut metadata = Metadata::new();
+            for (k, v) in &options.metadata {
+                metadata.insert(k.clone(), v.clone());
+            }
+            put = put.metadata(metadata);
+        }
+        if options.if_absent {
+            put = put.if_match(IfMatchCondition::NotMatch("*".to_string()));
+        }
+        if let Some(lease) = &options.lease_id {
+            put = put.lease_id(Self::lease_id(container, name, lease)?);
+        }
+        put.await
+            .map(|_| ())
+            .map_err(|e| self.error(e, format!("writing blob '{container}/{name}'")))
     }
 
     async fn acquire_lease(

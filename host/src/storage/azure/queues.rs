@@ -111,6 +111,8 @@ impl Queues for AzureQueues {
                 pop_receipt: m.pop_receipt,
                 dequeue_count: u32::try_from(m.dequeue_count).unwrap_or(u32::MAX),
                 insertion_time: SystemTime::from(m.insertion_time),
+                expiration_time: SystemTime::from(m.expiration_time),
+                next_visible_time: SystemTime::from(m.time_next_visible),
                 text: m.message_text,
             })
             .collect())
@@ -149,6 +151,7 @@ impl Queues for AzureQueues {
             .map_err(|e| self.receipt_error(e, queue, message, "updating"))?;
         Ok(QueueMessage {
             pop_receipt: response.pop_receipt,
+            next_visible_time: SystemTime::from(response.time_next_visible),
             ..message.clone()
         })
     }

@@ -116,7 +116,7 @@ impl HttpTrigger {
                     }
                     Trigger::Queue { queue_name, .. } => v["queueName"] = json!(queue_name),
                     Trigger::Blob { path, .. } => v["path"] = json!(path),
-                    Trigger::Timer { schedule } => v["schedule"] = json!(schedule),
+                    Trigger::Timer { schedule, .. } => v["schedule"] = json!(schedule),
                     Trigger::Orchestration | Trigger::Activity | Trigger::Entity => {}
                 }
                 v

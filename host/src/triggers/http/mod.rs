@@ -521,6 +521,28 @@ impl HttpTrigger {
             "fnhost_functions {}",
             self.catalog.table().functions.len()
         );
+        if let Some(connections) = crate::bindings::CONNECTIONS.get() {
+            let calls = connections.calls();
+            let _ = writeln!(
+                out,
+                "# HELP fnhost_trigger_storage_transactions_total Storage calls of the queue, \
+                 blob and timer triggers and the output bindings, by service."
+            );
+            let _ = writeln!(
+                out,
+                "# TYPE fnhost_trigger_storage_transactions_total counter"
+            );
+            for (service, n) in [
+                ("queue", calls.queue),
+                ("table", calls.table),
+                ("blob", calls.blob),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "fnhost_trigger_storage_transactions_total{{service=\"{service}\"}} {n}"
+                );
+            }
+        }
         if let Some(engine) = &self.durable {
             let calls = engine.storage_calls();
             let _ = writeln!(

@@ -1,0 +1,93 @@
+"""Queue messages and blobs written and read with the real Azure Storage SDKs.
+
+Usage (the connection string comes from AZURE_STORAGE_CONNECTION_STRING):
+  storage_client.py send QUEUE TEXT [COUNT]   base64-encoded, as Azure Functions expects;
+                                              "{i}" in TEXT becomes 0..COUNT-1
+  storage_client.py send-raw QUEUE TEXT       the text as it is (no encoding)
+  storage_client.py receive QUEUE             every message now visible, raw and decoded,
+                                              as JSON lines {"id", "raw", "dequeue_count"}
+  storage_client.py upload CONTAINER NAME TEXT [CONTENT_TYPE]
+  storage_client.py upload-many CONTAINER NAME TEXT COUNT   "{i}" in NAME and TEXT becomes 0..COUNT-1
+  storage_client.py download CONTAINER NAME   the blob's text (exit 3 if missing)
+  storage_client.py list CONTAINER [PREFIX]   one name per line
+"""
+
+import json
+import os
+import sys
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+CONN = os.environ["AZURE_STORAGE_CONNECTION_STRING"]
+
+
+def queue(name, encode):
+    policy = TextBase64EncodePolicy() if encode else None
+    q = QueueClient.from_connection_string(CONN, name, message_encode_policy=policy)
+    try:
+        q.create_queue()
+    except ResourceExistsError:
+        pass
+    return q
+
+
+def main(args):
+    cmd = args[0]
+    if cmd in ("send", "send-raw"):
+        q = queue(args[1], cmd == "send")
+        count = int(args[3]) if len(args) > 3 else 1
+        for i in range(count):
+            q.send_message(args[2].replace("{i}", str(i)))
+    elif cmd == "receive":
+        q = QueueClient.from_connection_string(CONN, args[1])
+        try:
+            while True:
+                batch = list(q.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=300))
+                if not batch:
+                    break
+                for m in batch:
+                    print(json.dumps({"id": m.id, "raw": m.content, "dequeue_count": m.dequeue_count}))
+        except ResourceNotFoundError:
+            pass
+    elif cmd == "upload":
+        service = BlobServiceClient.from_connection_string(CONN)
+        container = service.get_container_client(args[1])
+        try:
+            container.create_container()
+        except ResourceExistsError:
+            pass
+        settings = ContentSettings(content_type=args[4]) if len(args) > 4 else None
+        container.upload_blob(args[2], args[3].encode(), overwrite=True, content_settings=settings)
+    elif cmd == "upload-many":
+        service = BlobServiceClient.from_connection_string(CONN)
+        container = service.get_container_client(args[1])
+        try:
+            container.create_container()
+        except ResourceExistsError:
+            pass
+        for i in range(int(args[4])):
+            name = args[2].replace("{i}", str(i))
+            container.upload_blob(name, args[3].replace("{i}", str(i)).encode(), overwrite=True)
+    elif cmd == "download":
+        service = BlobServiceClient.from_connection_string(CONN)
+        try:
+            data = service.get_blob_client(args[1], args[2]).download_blob().readall()
+        except ResourceNotFoundError:
+            sys.exit(3)
+        sys.stdout.write(data.decode())
+    elif cmd == "list":
+        service = BlobServiceClient.from_connection_string(CONN)
+        prefix = args[2] if len(args) > 2 else None
+        try:
+            for b in service.get_container_client(args[1]).list_blobs(name_starts_with=prefix):
+                print(b.name)
+        except ResourceNotFoundError:
+            pass
+    else:
+        sys.exit(f"unknown command {cmd!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
