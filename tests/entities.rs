@@ -34,11 +34,19 @@ fn value(host: &support::Host, key: &str) -> Option<i64> {
 }
 
 fn reaches(host: &support::Host, key: &str, want: i64) {
-    poll(
-        &format!("counter '{key}' to reach {want}"),
-        RECOVERY,
-        || (value(host, key) == Some(want)).then_some(()),
-    );
+    let end = std::time::Instant::now() + RECOVERY;
+    loop {
+        let now = value(host, key);
+        if now == Some(want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "counter '{key}' is {now:?} after {RECOVERY:?}, not {want}\n--- host:\n{}",
+            host.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn signal(host: &support::Host, name: &str, key: &str, op: &str, input: &str) -> (u16, String) {
