@@ -48,6 +48,10 @@ const CHECKPOINT_DELAY: Duration = Duration::from_millis(50);
 /// the checkpoint): short, but long enough for a quick orchestration to finish
 /// first, so that its history and final status are written once each.
 const START_DELAY: Duration = Duration::from_millis(10);
+/// When the queued copy of a local start comes (see `unheld_start`): after
+/// the start's 30 s acknowledgement has given up and a dead owner's lease
+/// has ended.
+const START_RECOVERY: Duration = Duration::from_secs(60);
 /// Records kept unwritten at most (a long fan-out is written in parts).
 const MAX_UNWRITTEN: usize = 2000;
 
@@ -748,6 +752,16 @@ async fn attempt(
     history.push(new);
     let settle = if must_commit {
         // 1. Outbound messages first: an effect is durable before its cause is settled.
+        // A local start is not durable anywhere yet: its start message goes to
+        // the queue, delayed, before its effects do. It arrives as a repeat if
+        // this checkpoint lands; if the host dies first, it starts the
+        // instance on the next owner, whose replay sends the same effects
+        // with the same ids (no effect without its instance).
+        let has_effects =
+            !effects.control.is_empty() || !effects.delayed.is_empty() || !effects.work.is_empty();
+        if has_effects && let Some(start) = unheld_start(works.iter().chain(&tail_works)) {
+            hub.send_control(start, START_RECOVERY).await?;
+        }
         send_effects(engine, effects).await?;
         // 2. The history, guarded by the sentinel's ETag.
         history::commit(hub, id, &mut history).await?;
@@ -1171,6 +1185,24 @@ fn notify_parent(parent: &Parent, result: Result<Option<String>, Failure>) -> Co
         parent: None,
         id: None,
     }
+}
+
+/// The start message of a local start among `works` (one no queue message holds).
+fn unheld_start<'a>(works: impl Iterator<Item = &'a Work>) -> Option<&'a ControlMessage> {
+    works.into_iter().find_map(|w| match w {
+        Work::Message {
+            message,
+            held: None,
+            ..
+        } if matches!(
+            message.event,
+            ControlEvent::Event(HistoryEvent::ExecutionStarted(_))
+        ) =>
+        {
+            Some(message)
+        }
+        _ => None,
+    })
 }
 
 /// The id of a critical section's locks: unique across executions.
