@@ -304,17 +304,7 @@ fn expand_entity_type(attr: TokenStream, block: syn::ItemImpl) -> syn::Result<To
         .last()
         .map(|s| s.ident.clone())
         .ok_or_else(|| syn::Error::new(type_path.span(), "expected a type name"))?;
-    let mut name = None;
-    let parser = syn::meta::parser(|meta| {
-        if meta.path.is_ident("name") {
-            name = Some(meta.value()?.parse::<LitStr>()?);
-            Ok(())
-        } else {
-            Err(meta.error("expected `name = \"...\"`"))
-        }
-    });
-    parser.parse(attr)?;
-    let name = name.unwrap_or_else(|| LitStr::new(&ident.to_string(), ident.span()));
+    let name = name_or(attr, &ident)?;
 
     let mut arms = Vec::new();
     let mut has_delete = false;
@@ -609,6 +599,11 @@ fn registration_ident(ident: &Ident) -> Ident {
 
 /// `name = "..."` from the attribute, else the Rust function's name.
 fn function_name(attr: TokenStream, func: &ItemFn) -> syn::Result<LitStr> {
+    name_or(attr, &func.sig.ident)
+}
+
+/// `name = "..."` from the attribute, else `ident`'s name.
+fn name_or(attr: TokenStream, ident: &Ident) -> syn::Result<LitStr> {
     let mut name = None;
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("name") {
@@ -619,5 +614,5 @@ fn function_name(attr: TokenStream, func: &ItemFn) -> syn::Result<LitStr> {
         }
     });
     parser.parse(attr)?;
-    Ok(name.unwrap_or_else(|| LitStr::new(&func.sig.ident.to_string(), func.sig.ident.span())))
+    Ok(name.unwrap_or_else(|| LitStr::new(&ident.to_string(), ident.span())))
 }
