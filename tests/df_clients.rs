@@ -18,34 +18,8 @@ use support::repo;
 fn python_client() -> PathBuf {
     // Once per test binary: its tests run in parallel and would race to install.
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    ONCE.get_or_init(install).clone()
-}
-
-fn install() -> PathBuf {
-    let requirements = repo().join("tests/compat/requirements.txt");
-    let venv = repo().join("target/compat-venv");
-    let marker = venv.join("requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).unwrap();
-    if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
-        let _ = std::fs::remove_dir_all(&venv);
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 is needed for this test");
-        assert!(status.success(), "python3 -m venv failed");
-        let status = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-            .arg(&requirements)
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "pip install -r tests/compat/requirements.txt failed"
-        );
-        std::fs::write(&marker, wanted).unwrap();
-    }
-    venv.join("bin/python")
+    ONCE.get_or_init(|| support::python_venv("requirements.txt", "compat-venv"))
+        .clone()
 }
 
 #[test]

@@ -31,33 +31,8 @@ pub fn project(azurite: &Azurite, folders: &[&str], host_toml: &str) -> Project 
 /// A virtualenv with the pinned SDKs, under target/ (rebuilt when the requirements change).
 fn python() -> PathBuf {
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    ONCE.get_or_init(|| {
-        let requirements = repo().join("tests/compat/storage-requirements.txt");
-        let venv = repo().join("target/storage-venv");
-        let marker = venv.join("requirements.txt");
-        let wanted = std::fs::read_to_string(&requirements).unwrap();
-        if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
-            let _ = std::fs::remove_dir_all(&venv);
-            let status = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .expect("python3 is needed for this test");
-            assert!(status.success(), "python3 -m venv failed");
-            let status = Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-                .arg(&requirements)
-                .status()
-                .unwrap();
-            assert!(
-                status.success(),
-                "pip install -r tests/compat/storage-requirements.txt failed"
-            );
-            std::fs::write(&marker, wanted).unwrap();
-        }
-        venv.join("bin/python")
-    })
-    .clone()
+    ONCE.get_or_init(|| crate::support::python_venv("storage-requirements.txt", "storage-venv"))
+        .clone()
 }
 
 /// Run tests/compat/storage_client.py with `args`; its stdout. Panics on failure.

@@ -10,6 +10,37 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The repository root.
+/// `python` of a virtualenv under target/`venv` with `requirements` (a file
+/// under tests/compat) installed; rebuilt when the requirements change. Call
+/// it once per test binary (a OnceLock): parallel installs would race.
+pub fn python_venv(requirements: &str, venv: &str) -> PathBuf {
+    let requirements = repo().join("tests/compat").join(requirements);
+    let venv = repo().join("target").join(venv);
+    let marker = venv.join("requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
+        let _ = std::fs::remove_dir_all(&venv);
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is needed for this test");
+        assert!(status.success(), "python3 -m venv failed");
+        let status = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "pip install -r {} failed",
+            requirements.display()
+        );
+        std::fs::write(&marker, wanted).unwrap();
+    }
+    venv.join("bin/python")
+}
+
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
