@@ -343,27 +343,16 @@ fn load_folder(
                 });
                 functions.push(entry);
             }
-            Trigger::Orchestration | Trigger::Activity | Trigger::Entity => {
+            Trigger::Orchestration
+            | Trigger::Activity
+            | Trigger::Entity
+            | Trigger::Queue { .. }
+            | Trigger::Blob { .. }
+            | Trigger::Timer { .. } => {
                 let interface = match def.trigger {
                     Trigger::Orchestration => runtime::ORCHESTRATOR_INTERFACE,
                     Trigger::Activity => runtime::ACTIVITY_INTERFACE,
-                    _ => runtime::ENTITY_INTERFACE,
-                };
-                component
-                    .require_export(
-                        interface,
-                        &format!("{} function '{}'", def.trigger.type_name(), def.name),
-                    )
-                    .map_err(|e| e.to_string())?;
-                functions.push(Arc::new(FunctionEntry {
-                    name: def.name.clone(),
-                    folder: folder.to_string(),
-                    trigger: def.trigger.clone(),
-                    component: component.clone(),
-                }));
-            }
-            Trigger::Queue { .. } | Trigger::Blob { .. } | Trigger::Timer { .. } => {
-                let interface = match def.trigger {
+                    Trigger::Entity => runtime::ENTITY_INTERFACE,
                     Trigger::Queue { .. } => runtime::QUEUE_INTERFACE,
                     Trigger::Blob { .. } => runtime::BLOB_INTERFACE,
                     _ => runtime::TIMER_INTERFACE,
