@@ -326,6 +326,55 @@ fn changed_code_fails_the_instance_with_non_determinism() {
     );
 }
 
+/// Events that arrived but were not consumed go to the next execution only
+/// with `continue_as_new_preserving_events`; plain `continue_as_new` drops them,
+/// as Durable Functions does.
+#[test]
+fn continue_as_new_keeps_unconsumed_events_only_when_asked() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["durable_fixtures"], "");
+    let host = p.start(&[]);
+    let c = client();
+    let raise = |started: &Value, name: &str, data: Value| {
+        let url = started["sendEventPostUri"]
+            .as_str()
+            .unwrap()
+            .replace("{eventName}", name);
+        assert_eq!(c.post(url).json(&data).send().unwrap().status(), 202);
+    };
+    let kept = start(
+        &host,
+        "KeepAdding",
+        json!({"keep": true, "left": 4, "got": [], "first": true}),
+    );
+    let dropped = start(
+        &host,
+        "KeepAdding",
+        json!({"keep": false, "left": 2, "got": [], "first": true}),
+    );
+    // All four "add" events arrive before "go": the first execution takes one.
+    for started in [&kept, &dropped] {
+        for v in [1, 2, 4, 8] {
+            raise(started, "add", json!(v));
+        }
+        raise(started, "go", Value::Null);
+    }
+    let done = finished(kept["statusQueryGetUri"].as_str().unwrap(), DEADLINE);
+    assert_eq!(done["runtimeStatus"], "Completed", "{done}");
+    assert_eq!(done["output"], json!([1, 2, 4, 8]), "each kept event once, in order");
+
+    // Without keeping, 2, 4 and 8 went with the first execution: the second
+    // waits for a new "add".
+    let url = dropped["statusQueryGetUri"].as_str().unwrap();
+    poll("the second execution", DEADLINE, || {
+        let (_, s) = status(url);
+        (s["input"]["first"] == false && s["runtimeStatus"] == "Running").then_some(())
+    });
+    raise(&dropped, "add", json!(16));
+    let done = finished(url, DEADLINE);
+    assert_eq!(done["output"], json!([1, 16]), "{done}");
+}
+
 #[test]
 fn wait_for_completion_and_large_payloads() {
     let azurite = Azurite::start();

@@ -19,7 +19,7 @@ use sha2::Digest;
 use crate::config::Trigger;
 use crate::runtime::Sandbox;
 use crate::runtime::durable::{
-    Action, ExecutionStarted, Failure, HistoryEvent, OrchestratorRequest, TaskCompleted,
+    Action, EventRaised, ExecutionStarted, Failure, HistoryEvent, OrchestratorRequest, TaskCompleted,
     TaskFailed, TimerFired,
 };
 use crate::storage::StorageError;
@@ -367,6 +367,8 @@ async fn attempt(
     let mut output: Option<String> = None;
     let mut custom_status: Option<Option<String>> = None;
     let mut continue_as_new: Option<Option<String>> = None;
+    // The events a continue-as-new keeps for the next execution.
+    let mut carryover: Vec<EventRaised> = Vec::new();
     if let Some(reason) = terminated {
         session = None;
         status = RuntimeStatus::Terminated;
@@ -664,6 +666,7 @@ async fn attempt(
                 Action::ContinueAsNew(c) => {
                     status = RuntimeStatus::ContinuedAsNew;
                     continue_as_new = Some(c.input.clone());
+                    carryover = c.carryover_events;
                     new.push(StoredRecord::new(
                         Record::ContinuedAsNew { input: c.input },
                         now,
@@ -678,9 +681,10 @@ async fn attempt(
     }
 
     if let Some(next_input) = &continue_as_new {
+        let next = derived_id(&[id, &execution_id, "continue-as-new"]);
         effects.control.push(ControlMessage {
             instance_id: id.to_string(),
-            execution_id: Some(derived_id(&[id, &execution_id, "continue-as-new"])),
+            execution_id: Some(next.clone()),
             event: ControlEvent::Event(HistoryEvent::ExecutionStarted(ExecutionStarted {
                 name: name.clone(),
                 input: next_input.clone(),
@@ -689,6 +693,17 @@ async fn attempt(
             parent: parent.clone(),
             id: None,
         });
+        // Kept events follow the start, in order, each with an id derived from
+        // the new execution so a re-sent checkpoint delivers them once.
+        for (i, event) in carryover.drain(..).enumerate() {
+            effects.control.push(ControlMessage {
+                instance_id: id.to_string(),
+                execution_id: Some(next.clone()),
+                event: ControlEvent::Event(HistoryEvent::EventRaised(event)),
+                parent: None,
+                id: Some(derived_id(&[&next, "carryover", &i.to_string()])),
+            });
+        }
     }
     if status.is_terminal() || status == RuntimeStatus::ContinuedAsNew {
         session = None;

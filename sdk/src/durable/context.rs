@@ -388,11 +388,28 @@ impl OrchestrationContext {
     }
 
     /// Restart the instance with `input` and an empty history once the orchestrator
-    /// function returns `Ok` (an `Err` fails it instead). Events not yet consumed are
-    /// dropped. Eternal orchestrations use it to keep their history short.
+    /// function returns `Ok` (an `Err` fails it instead). External events that arrived
+    /// but were not consumed are dropped, as in Durable Functions; see
+    /// [`continue_as_new_preserving_events`](Self::continue_as_new_preserving_events).
+    /// Eternal orchestrations use it to keep their history short.
     pub fn continue_as_new(&self, input: impl Serialize) {
+        self.continue_as(input, false);
+    }
+
+    /// [`continue_as_new`](Self::continue_as_new), keeping the external events that
+    /// arrived but no `wait_for_external_event` consumed: the new execution receives them
+    /// first, in the order they arrived (Durable Functions' `preserveUnprocessedEvents`).
+    pub fn continue_as_new_preserving_events(&self, input: impl Serialize) {
+        self.continue_as(input, true);
+    }
+
+    fn continue_as(&self, input: impl Serialize, keep_events: bool) {
         match super::encode(&input) {
-            Ok(input) => self.state().continue_as_new = Some(input),
+            Ok(input) => {
+                let mut state = self.state();
+                state.continue_as_new = Some(input);
+                state.keep_events = keep_events;
+            }
             Err(e) => self.fail_serialization("the continue-as-new input", e),
         }
     }

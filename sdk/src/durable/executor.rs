@@ -7,7 +7,8 @@ use std::task::{Context, Poll, Waker};
 use super::context::OrchestrationContext;
 use super::state::{Outcome, State};
 use crate::bindings::fnhost::function::durable_types::{
-    Action, ContinueAsNew, Failure, HistoryEvent, OrchestratorRequest, OrchestratorResponse,
+    Action, ContinueAsNew, EventRaised, Failure, HistoryEvent, OrchestratorRequest,
+    OrchestratorResponse,
 };
 
 /// What the `#[orchestrator]` wrapper returns: the output JSON, or why it failed.
@@ -80,7 +81,8 @@ where
     let mut future: Option<OrchestratorFuture> = None;
     let mut output = None;
     let mut cx = Context::from_waker(Waker::noop());
-    for (i, event) in history.into_iter().enumerate() {
+    let mut events = history.into_iter().enumerate();
+    for (i, event) in events.by_ref() {
         if ctx.state().failure.is_some() {
             break;
         }
@@ -95,6 +97,7 @@ where
             break;
         }
     }
+    keep_later_events(&mut ctx.state(), events.map(|(_, e)| e));
     if handler.is_some() {
         let message = format!(
             "the history of instance '{instance_id}' has no execution-started event: the host \
@@ -121,7 +124,8 @@ fn continue_session(session: Session, new: Vec<HistoryEvent>) -> OrchestratorRes
     } = session;
     let mut output = None;
     let mut cx = Context::from_waker(Waker::noop());
-    for event in new {
+    let mut events = new.into_iter();
+    for event in events.by_ref() {
         if ctx.state().failure.is_some() {
             break;
         }
@@ -131,6 +135,7 @@ fn continue_session(session: Session, new: Vec<HistoryEvent>) -> OrchestratorRes
             break;
         }
     }
+    keep_later_events(&mut ctx.state(), events);
     let response = finish(&mut ctx.state(), output);
     keep_or_drop(&function, &instance_id, ctx, Some(future), &response);
     response
@@ -160,6 +165,19 @@ fn keep_or_drop(
         // Dropping the orchestrator drops its pending waits, which update the
         // state: no borrow may be held meanwhile.
         other => drop(other),
+    }
+}
+
+/// Events of the episode after the one the orchestrator finished on: a
+/// continue-as-new that keeps unconsumed events carries these too.
+fn keep_later_events(state: &mut State, rest: impl Iterator<Item = HistoryEvent>) {
+    if state.continue_as_new.is_none() || !state.keep_events {
+        return;
+    }
+    for event in rest {
+        if let HistoryEvent::EventRaised(raised) = event {
+            state.events.raise(&raised.name, raised.input);
+        }
     }
 }
 
@@ -225,7 +243,16 @@ fn finish(
         Some(Ok(output)) => actions.push(match state.continue_as_new.take() {
             Some(input) => Action::ContinueAsNew(ContinueAsNew {
                 input,
-                preserve_unprocessed_events: false,
+                carryover_events: if state.keep_events {
+                    state
+                        .events
+                        .unconsumed()
+                        .into_iter()
+                        .map(|(name, input)| EventRaised { name, input })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
             }),
             None => Action::Complete(Ok(output)),
         }),

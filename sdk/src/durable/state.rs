@@ -162,6 +162,8 @@ pub(crate) struct State {
     pub(crate) custom_status: Option<String>,
     /// `continue_as_new`'s input, once called.
     pub(crate) continue_as_new: Option<Option<String>>,
+    /// Whether `continue_as_new` keeps the events not consumed yet.
+    pub(crate) keep_events: bool,
     pub(crate) events: ExternalEvents,
     /// The new actions of this episode, in the order the code made them.
     pub(crate) actions: Vec<Action>,
@@ -190,6 +192,7 @@ impl State {
             guid_counter: 0,
             custom_status: None,
             continue_as_new: None,
+            keep_events: false,
             events: ExternalEvents::default(),
             actions: Vec::new(),
             failure: None,

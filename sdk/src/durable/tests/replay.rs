@@ -3,7 +3,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
-use crate::bindings::fnhost::function::durable_types::{ContinueAsNew, EventSent};
+use crate::bindings::fnhost::function::durable_types::{ContinueAsNew, EventRaised, EventSent};
 use crate::{OrchestrationContext, OrchestrationError, orchestrator};
 
 #[orchestrator]
@@ -183,7 +183,7 @@ fn continue_as_new_replaces_complete_when_the_orchestrator_returns() {
     );
     let again = Action::ContinueAsNew(ContinueAsNew {
         input: Some("4".into()),
-        preserve_unprocessed_events: false,
+        carryover_events: Vec::new(),
     });
     assert_eq!(response.actions, [again]);
     assert_eq!(response.custom_status.as_deref(), Some(r#""at 3""#));
@@ -195,6 +195,53 @@ fn continue_as_new_replaces_complete_when_the_orchestrator_returns() {
         vec![os(T0 + 60_000), fired(0)],
     );
     assert_eq!(response.actions, [Action::Complete(Ok(None))]);
+}
+
+/// Takes one "add" per execution and continues as new; `keep` says whether the
+/// events it did not take go along.
+#[orchestrator]
+async fn adder(ctx: OrchestrationContext) -> Result<(), OrchestrationError> {
+    let keep: bool = ctx.input()?;
+    let _: u32 = ctx.wait_for_external_event("add").await?;
+    if keep {
+        ctx.continue_as_new_preserving_events(keep);
+    } else {
+        ctx.continue_as_new(keep);
+    }
+    Ok(())
+}
+
+#[test]
+fn continue_as_new_carries_unconsumed_events_in_arrival_order_only_when_asked() {
+    let new = || {
+        vec![
+            os(T0),
+            started(Some("true")),
+            raised("Other", "0"),
+            raised("add", "1"),
+            raised("ADD", "2"),
+            raised("other", "3"),
+        ]
+    };
+    let response = run(__FNHOST_REGISTRATION_adder, vec![], new());
+    let carried = |name: &str, input: &str| EventRaised {
+        name: name.into(),
+        input: Some(input.into()),
+    };
+    let kept = Action::ContinueAsNew(ContinueAsNew {
+        input: Some("true".into()),
+        carryover_events: vec![carried("Other", "0"), carried("ADD", "2"), carried("other", "3")],
+    });
+    assert_eq!(response.actions, [kept]);
+
+    let mut events = new();
+    events[1] = started(Some("false"));
+    let response = run(__FNHOST_REGISTRATION_adder, vec![], events);
+    let dropped = Action::ContinueAsNew(ContinueAsNew {
+        input: Some("false".into()),
+        carryover_events: Vec::new(),
+    });
+    assert_eq!(response.actions, [dropped]);
 }
 
 #[orchestrator]
