@@ -361,7 +361,11 @@ fn continue_as_new_keeps_unconsumed_events_only_when_asked() {
     }
     let done = finished(kept["statusQueryGetUri"].as_str().unwrap(), DEADLINE);
     assert_eq!(done["runtimeStatus"], "Completed", "{done}");
-    assert_eq!(done["output"], json!([1, 2, 4, 8]), "each kept event once, in order");
+    assert_eq!(
+        done["output"],
+        json!([1, 2, 4, 8]),
+        "each kept event once, in order"
+    );
 
     // Without keeping, 2, 4 and 8 went with the first execution: the second
     // waits for a new "add".
@@ -373,6 +377,57 @@ fn continue_as_new_keeps_unconsumed_events_only_when_asked() {
     raise(&dropped, "add", json!(16));
     let done = finished(url, DEADLINE);
     assert_eq!(done["output"], json!([1, 16]), "{done}");
+}
+
+/// A timer longer than the queue's longest delay (7 days on Azure) travels in
+/// steps and is re-armed at each one until it is due. The test seam
+/// `FNHOST_TEST_MAX_DELAY_MS` makes the steps 1.8 s instead of 6 days.
+#[test]
+fn a_timer_beyond_the_longest_queue_delay_is_re_armed_until_due() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["approval"], "");
+    let host = p.start_with_env(&[], &[("FNHOST_TEST_MAX_DELAY_MS", "1800")]);
+    let started = start(&host, "ApprovalWithTimeout", json!({"timeout_seconds": 5}));
+    let url = format!(
+        "{}&showHistory=true",
+        started["statusQueryGetUri"].as_str().unwrap()
+    );
+    let done = finished(&url, DEADLINE);
+    assert_eq!(done["runtimeStatus"], "Completed", "{done}");
+    assert!(
+        done["output"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("ESCALATION"),
+        "{done}"
+    );
+    let fired: Vec<&Value> = done["historyEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["EventType"] == "TimerFired")
+        .collect();
+    assert_eq!(fired.len(), 1, "one TimerFired in the history: {done}");
+    let (at, due) = (
+        fired[0]["Timestamp"].as_str().unwrap(),
+        fired[0]["FireAt"].as_str().unwrap(),
+    );
+    assert!(at >= due, "fired at {at}, due at {due}");
+    let metrics = client()
+        .get(host.url("/admin/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let rearms: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fnhost_durable_timer_rearms_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        rearms >= 2,
+        "5 s in steps of 1.8 s: re-armed {rearms} times"
+    );
 }
 
 #[test]

@@ -13,6 +13,8 @@ mod triggers_support;
 
 use std::time::Duration;
 
+use host::storage::{Entity, TableOp};
+
 use azurite::Azurite;
 use durable_support::{finished, project};
 use serde_json::Value;
@@ -66,6 +68,95 @@ fn unreadable_control_and_work_item_messages_go_to_poison_and_the_hub_keeps_work
         .to_string();
     let done = finished(
         &host.url(&format!("/runtime/webhooks/durabletask/instances/{id}")),
+        DEADLINE,
+    );
+    assert_eq!(done["runtimeStatus"], "Completed", "{done}");
+}
+
+/// An instance whose history another program broke (a row that no longer
+/// parses): its episodes fail the same way 5 times; then its message goes to
+/// poison with the reason, its status says Failed with the reason, the console
+/// names it, and the hub goes on.
+#[test]
+fn an_instance_that_fails_the_same_way_5_times_is_set_aside_as_failed() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["approval"], "");
+    let host = p.start(&[]);
+    let r = client()
+        .post(host.url("/runtime/webhooks/durabletask/orchestrators/ApprovalWithTimeout"))
+        .json(&serde_json::json!({"timeout_seconds": 600}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let started: Value = r.json().unwrap();
+    let id = started["id"].as_str().unwrap().to_string();
+    let mut host = host;
+    assert!(host.terminate(Duration::from_secs(30)).success());
+
+    // Another program overwrites the history row of ExecutionStarted.
+    let storage = host::storage::azure::connect(&azurite.connection_string).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let row = Entity::new(id.as_str(), format!("{:016X}", 0)).with("Data", "{broken");
+        storage
+            .tables
+            .execute("TestHubHistory", TableOp::Upsert(row))
+            .await
+            .unwrap();
+    });
+
+    let host = p.start(&[]);
+    let send = started["sendEventPostUri"]
+        .as_str()
+        .unwrap()
+        .replace("{eventName}", "Approval");
+    let send = send.replace(&send[..send.find("/runtime").unwrap()], &host.base);
+    assert_eq!(
+        client().post(send).json(&true).send().unwrap().status(),
+        202
+    );
+
+    let url = host.url(&format!("/runtime/webhooks/durabletask/instances/{id}"));
+    let done = finished(&url, DEADLINE);
+    assert_eq!(done["runtimeStatus"], "Failed", "{done}");
+    let output = done["output"].as_str().unwrap_or_default();
+    assert!(
+        output.contains("failed 5 times") && output.contains("unreadable"),
+        "the reason: {done}"
+    );
+    let out = host.output();
+    let line = out
+        .lines()
+        .find(|l| l.contains(&format!("orchestration '{id}'")) && l.contains("failed 5 times"))
+        .unwrap_or_else(|| panic!("a console line names the instance:\n{out}"));
+    let queue = line
+        .rsplit("moving them to ")
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    let poisoned = receive(&azurite, &queue);
+    assert_eq!(poisoned.len(), 1, "{poisoned:?}");
+    let kept: Value = serde_json::from_str(&poisoned[0].0).unwrap();
+    assert!(kept["reason"].as_str().unwrap().contains(&id), "{kept}");
+    let message: Value = serde_json::from_str(kept["message"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        message["instance_id"],
+        id.as_str(),
+        "the event itself is kept: {kept}"
+    );
+
+    // The hub goes on.
+    let r = client()
+        .post(host.url("/runtime/webhooks/durabletask/orchestrators/HelloSequence"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let other = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = finished(
+        &host.url(&format!("/runtime/webhooks/durabletask/instances/{other}")),
         DEADLINE,
     );
     assert_eq!(done["runtimeStatus"], "Completed", "{done}");

@@ -29,6 +29,7 @@ use crate::storage::{Entity, StorageError, TableOp};
 use super::Engine;
 use super::episode::{Outcome, derived_id, failure};
 use super::history::History;
+use super::hub::max_delay;
 use super::model::{ControlEvent, ControlMessage, InstanceRow, RuntimeStatus, now_ms};
 use super::partition::{Cached, Partition, Work};
 
@@ -43,8 +44,6 @@ const RECENT: usize = 2000;
 const RECOVER_AFTER: Duration = Duration::from_secs(45);
 /// Early releases remembered (see `Envelope::released`).
 const RELEASED: usize = 100;
-/// The longest a delayed queue message may wait (Azure's limit is 7 days).
-const MAX_DELAY: Duration = Duration::from_secs(6 * 24 * 3600);
 
 /// Whether `instance_id` names an entity.
 pub fn is_entity(instance_id: &str) -> bool {
@@ -298,7 +297,7 @@ async fn attempt(
             ControlEvent::Entity(op) if op.scheduled.is_some_and(|at| at > now + 1000) => {
                 // A scheduled signal further out than a queue message may wait.
                 let left = Duration::from_millis(op.scheduled.unwrap_or(now) - now);
-                early.push((message.clone(), left.min(MAX_DELAY)));
+                early.push((message.clone(), left.min(max_delay())));
             }
             ControlEvent::Entity(op) => ops.push((message, op)),
             other => tracing::debug!(
@@ -534,7 +533,7 @@ async fn send_outgoing(engine: &Arc<Engine>, outgoing: &[Outgoing]) -> Result<()
         super::outbox::send_control(engine, at_once.iter().map(|o| o.message.clone()).collect()),
         futures::future::try_join_all(later.iter().map(|o| {
             let left = Duration::from_millis(o.at.unwrap_or(now).saturating_sub(now));
-            engine.hub.send_control(&o.message, left.min(MAX_DELAY))
+            engine.hub.send_control(&o.message, left.min(max_delay()))
         }))
     );
     control?;
@@ -766,7 +765,7 @@ fn effects(
         };
         match s.scheduled_time {
             Some(at) if at > now => {
-                delayed.push((message, Duration::from_millis(at - now).min(MAX_DELAY)));
+                delayed.push((message, Duration::from_millis(at - now).min(max_delay())));
             }
             _ => sends.push(message),
         }

@@ -19,14 +19,14 @@ use sha2::Digest;
 use crate::config::Trigger;
 use crate::runtime::Sandbox;
 use crate::runtime::durable::{
-    Action, EventRaised, ExecutionStarted, Failure, HistoryEvent, OrchestratorRequest, TaskCompleted,
-    TaskFailed, TimerFired,
+    Action, EventRaised, ExecutionStarted, Failure, HistoryEvent, OrchestratorRequest,
+    TaskCompleted, TaskFailed, TimerFired,
 };
 use crate::storage::StorageError;
 
 use super::Engine;
 use super::history::{self, History};
-use super::hub::MAX_DELAY;
+use super::hub::max_delay;
 use super::instances::{self, Guard};
 use super::model::{
     ControlEvent, ControlMessage, InstanceRow, Parent, Record, RuntimeStatus, StoredRecord,
@@ -34,6 +34,7 @@ use super::model::{
 };
 use super::partition::{Cached, Partition, Work};
 use super::state::InstanceState;
+use crate::storage::queue_delay;
 
 /// How long a non-final status change may wait for the next one.
 const ROW_DELAY: Duration = Duration::from_secs(1);
@@ -297,10 +298,14 @@ async fn attempt(
                     new.push(record);
                 }
             }
-            ControlEvent::Event(HistoryEvent::TimerFired(t)) if t.fire_at > now + 1000 => {
-                // A long timer arrives in steps of at most 6 days: re-arm it.
+            ControlEvent::Event(HistoryEvent::TimerFired(t)) if t.fire_at > now => {
+                // A long timer arrives in steps of at most 6 days: re-arm it. (So
+                // does one that came early by this host's clock: a timer never
+                // fires before its time.)
                 if for_us {
-                    let left = Duration::from_millis(t.fire_at - now).min(MAX_DELAY);
+                    super::Stats::add(&engine.stats.timer_rearms, 1);
+                    let left = Duration::from_millis(t.fire_at - now).min(max_delay());
+                    part.due_at(instant_of(now + queue_delay(left).as_millis() as u64));
                     effects.delayed.push(((*c).clone(), left));
                 }
             }
@@ -511,7 +516,8 @@ async fn attempt(
                         parent: None,
                         id: None,
                     };
-                    let delay = Duration::from_millis(t.fire_at.saturating_sub(now)).min(MAX_DELAY);
+                    let delay =
+                        Duration::from_millis(t.fire_at.saturating_sub(now)).min(max_delay());
                     effects.delayed.push((fired, delay));
                     new.push(StoredRecord::new(
                         Record::Event(HistoryEvent::TimerCreated(t)),
@@ -586,7 +592,7 @@ async fn attempt(
                     match e.scheduled_time.filter(|at| !call && *at > now) {
                         Some(at) => effects
                             .delayed
-                            .push((message, Duration::from_millis(at - now).min(MAX_DELAY))),
+                            .push((message, Duration::from_millis(at - now).min(max_delay()))),
                         None => effects.control.push(message),
                     }
                     let event = if call {
@@ -737,11 +743,15 @@ async fn attempt(
             record.local = local_ids.contains(&t.event_id);
         }
     }
+    // When the timer messages become visible (a long timer's first step, not
+    // its due time): the partition polls then.
     let timers: Vec<u64> = effects
         .delayed
         .iter()
-        .filter_map(|(m, _)| match &m.event {
-            ControlEvent::Event(HistoryEvent::TimerFired(t)) => Some(t.fire_at),
+        .filter_map(|(m, delay)| match &m.event {
+            ControlEvent::Event(HistoryEvent::TimerFired(_)) => {
+                Some(now + queue_delay(*delay).as_millis() as u64)
+            }
             _ => None,
         })
         .collect();
@@ -1138,9 +1148,16 @@ async fn finish_failed(
 }
 
 /// Move aside the work of an instance whose episodes keep failing the same
-/// way (a poison message): the instance fails with the reason, and the
-/// messages go to `{queue}-poison` so nothing loops forever.
-pub async fn set_aside(engine: &Arc<Engine>, part: &Arc<Partition>, id: &str) {
+/// way (a poison message): the messages go to `{queue}-poison` with the
+/// reason, so nothing loops forever, and an orchestration's status row says
+/// Failed with the reason (its history may be what cannot be read or written,
+/// so the row is all that can say it). Nothing is deleted unless it was stored.
+pub async fn set_aside(
+    engine: &Arc<Engine>,
+    part: &Arc<Partition>,
+    id: &str,
+    error: &StorageError,
+) {
     let works = super::partition::take_pending(part, id);
     let mut helds = Vec::new();
     let mut texts = Vec::new();
@@ -1152,21 +1169,65 @@ pub async fn set_aside(engine: &Arc<Engine>, part: &Arc<Partition>, id: &str) {
             }
         }
     }
+    let kind = if super::entity::is_entity(id) {
+        "entity"
+    } else {
+        "orchestration"
+    };
     tracing::error!(
-        "orchestration '{id}': {} message(s) failed 5 times in a row; moving them to {}-poison",
+        "{kind} '{id}': {} message(s) failed 5 times in a row ({error}); moving them to {}-poison",
         texts.len(),
         part.queue
     );
-    super::poison::store(
-        engine,
-        &part.queue,
-        &texts,
-        &format!("instance '{id}' failed 5 times"),
-    )
-    .await;
+    let why = format!("instance '{id}' failed 5 times: {error}");
+    if !super::poison::store(engine, &part.queue, &texts, &why).await {
+        // Not stored: the messages come back after their visibility timeout.
+        for h in helds {
+            engine
+                .holds
+                .abandon(&engine.hub.storage, &h, Duration::from_secs(60))
+                .await;
+        }
+        return;
+    }
     for h in helds {
         engine.holds.settle(&engine.hub.storage, &h).await;
     }
+    if kind == "orchestration"
+        && let Err(e) = mark_failed(engine, id, &why).await
+    {
+        tracing::error!("orchestration '{id}': could not mark it Failed: {e}");
+    }
+}
+
+/// The status row of an instance set aside: Failed, with the reason as output.
+async fn mark_failed(engine: &Engine, id: &str, why: &str) -> Result<(), StorageError> {
+    let now = now_ms();
+    let row = match instances::get(&engine.hub, id).await? {
+        Some(row) if row.status.is_terminal() => return Ok(()),
+        Some(row) => InstanceRow {
+            status: RuntimeStatus::Failed,
+            output: Some(serde_json::to_string(why).expect("strings serialize")),
+            last_updated: now,
+            completed: Some(now),
+            ..row
+        },
+        None => InstanceRow {
+            instance_id: id.to_string(),
+            name: String::new(),
+            execution_id: String::new(),
+            status: RuntimeStatus::Failed,
+            input: None,
+            output: Some(serde_json::to_string(why).expect("strings serialize")),
+            custom_status: None,
+            created: now,
+            last_updated: now,
+            completed: Some(now),
+        },
+    };
+    instances::put(&engine.hub, &row).await?;
+    engine.finished(id);
+    Ok(())
 }
 
 pub fn failure(error_type: &str, message: &str) -> Failure {

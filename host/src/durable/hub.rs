@@ -16,8 +16,19 @@ use super::model::{ControlMessage, ControlPayload, WorkItem, WorkPayload};
 const MAX_MESSAGE: usize = 45 * 1024;
 /// Table string properties over this go to a blob (Azure allows 32K UTF-16 units).
 const MAX_COLUMN: usize = 30_000;
-/// Queue messages may be delayed at most 7 days; longer timers are re-armed.
-pub const MAX_DELAY: Duration = Duration::from_secs(6 * 24 * 3600);
+/// Queue messages may be delayed at most 7 days: longer timers (and scheduled
+/// signals) travel in steps of 6 days and are re-armed at each step. The
+/// environment variable `FNHOST_TEST_MAX_DELAY_MS` shortens the step: a test
+/// seam, so the re-arm path runs in seconds instead of weeks.
+pub fn max_delay() -> Duration {
+    static STEP: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *STEP.get_or_init(|| {
+        std::env::var("FNHOST_TEST_MAX_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::from_secs(6 * 24 * 3600), Duration::from_millis)
+    })
+}
 
 /// A task hub on a storage account.
 #[derive(Clone)]
@@ -120,7 +131,11 @@ impl Hub {
         let text = self.encode(message, &message.instance_id).await?;
         self.storage
             .queues
-            .send(&self.control_queue(partition), &text, delay.min(MAX_DELAY))
+            .send(
+                &self.control_queue(partition),
+                &text,
+                delay.min(max_delay()),
+            )
             .await?;
         Ok(partition)
     }

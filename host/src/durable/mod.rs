@@ -107,6 +107,8 @@ pub struct Stats {
     pub continued_episodes: std::sync::atomic::AtomicU64,
     /// Orchestrator episodes that replayed the history.
     pub replayed_episodes: std::sync::atomic::AtomicU64,
+    /// Timer messages that arrived before their time (long timers) and went back.
+    pub timer_rearms: std::sync::atomic::AtomicU64,
 }
 
 impl Stats {
@@ -125,11 +127,15 @@ impl Stats {
              # HELP fnhost_durable_episodes_total Orchestrator episodes, by whether a session continued or the history was replayed.\n\
              # TYPE fnhost_durable_episodes_total counter\n\
              fnhost_durable_episodes_total{{replay=\"continued\"}} {}\n\
-             fnhost_durable_episodes_total{{replay=\"full\"}} {}\n",
+             fnhost_durable_episodes_total{{replay=\"full\"}} {}\n\
+             # HELP fnhost_durable_timer_rearms_total Timer messages that came before their time (timers beyond the queue's longest delay) and were sent again.\n\
+             # TYPE fnhost_durable_timer_rearms_total counter\n\
+             fnhost_durable_timer_rearms_total {}\n",
             get(&self.local_activities),
             get(&self.queued_activities),
             get(&self.continued_episodes),
             get(&self.replayed_episodes),
+            get(&self.timer_rearms),
         )
     }
 }

@@ -14,7 +14,7 @@
 //! or retry this host knows of falls due, and at the latest after ten times
 //! maxQueuePollingInterval.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -124,9 +124,16 @@ pub struct Partition {
     idle: Notify,
     /// Renewals keep this ahead of now; past it the partition is not ours.
     valid_until: Mutex<Instant>,
-    /// The earliest time a message this host knows of becomes visible (timers).
-    due: Mutex<Option<Instant>>,
+    /// When messages this host knows of become visible (timers), earliest first.
+    due: Mutex<BTreeSet<Instant>>,
 }
+
+/// A delayed message shows up to a second after its due time (queue delays are
+/// whole seconds) plus the send's latency: the partition polls often from a due
+/// time until this long after it.
+const DUE_GRACE: Duration = Duration::from_secs(3);
+/// How often it polls meanwhile.
+const DUE_POLL: Duration = Duration::from_millis(250);
 
 impl Partition {
     pub fn new(engine: &Engine, number: u32, renewed_at: Instant) -> Partition {
@@ -141,7 +148,7 @@ impl Partition {
             episodes: AtomicUsize::new(0),
             idle: Notify::new(),
             valid_until: Mutex::new(renewed_at + validity(engine)),
-            due: Mutex::new(None),
+            due: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -162,11 +169,16 @@ impl Partition {
         self.wake.notify_one();
     }
 
-    /// A message becomes visible at `at`: poll then.
+    /// A message becomes visible at `at`: poll then (and shortly after).
     pub fn due_at(&self, at: Instant) {
         let mut due = self.due.lock().expect("partition lock");
-        if due.is_none_or(|d| at < d) {
-            *due = Some(at);
+        // Due times a few ms apart need no poll each: round to 100 ms.
+        let first = due
+            .range(at.checked_sub(DUE_POLL / 2).unwrap_or(at)..)
+            .next()
+            .copied();
+        if first.is_none_or(|d| d > at + DUE_POLL / 2) {
+            due.insert(at);
         }
         drop(due);
         self.wake.notify_one();
@@ -451,15 +463,16 @@ async fn run_instance(engine: Arc<Engine>, part: Arc<Partition>, id: String) {
             if let Some(e) = &error {
                 report_failure(&id, failures, e);
             }
-            // Back off while storage is unwell; a poison message stops after 5 tries.
+            // Back off while storage is unwell; a poison message (the same kind of
+            // refusal 5 times: not an outage, not a competing writer) stops after 5 tries.
             let pause = delay.max(Duration::from_millis(250 * u64::from(failures.min(20))));
             tokio::time::sleep(pause).await;
             if failures >= 5
-                && error
+                && let Some(e) = error
                     .as_ref()
-                    .is_some_and(|e| !matches!(e, StorageError::Unavailable(_)))
+                    .filter(|e| matches!(e, StorageError::Other(_) | StorageError::NotFound(_)))
             {
-                super::episode::set_aside(&engine, &part, &id).await;
+                super::episode::set_aside(&engine, &part, &id, e).await;
             }
         }
         let mut slots = part.slots.lock().expect("partition lock");
@@ -513,7 +526,15 @@ pub async fn poll(engine: Arc<Engine>, part: Arc<Partition>) {
             let _ = tokio::time::timeout(Duration::from_millis(50), part.idle.notified()).await;
             continue;
         }
+        let polled_at = Instant::now();
         let got = receive(&engine, &part).await;
+        if matches!(got, Ok(n) if n > 0) {
+            // What was due by now has most likely come: stop polling for it.
+            let mut due = part.due.lock().expect("partition lock");
+            while due.first().is_some_and(|d| *d <= polled_at) {
+                due.pop_first();
+            }
+        }
         match got {
             Ok(n) if n >= engine.config.control_batch as usize => {
                 interval = min;
@@ -537,8 +558,18 @@ pub async fn poll(engine: Arc<Engine>, part: Arc<Partition>) {
         }
         let now = Instant::now();
         let mut wait = if parked { parked_poll } else { interval };
-        if let Some(due) = *part.due.lock().expect("partition lock") {
-            wait = wait.min(due.saturating_duration_since(now));
+        {
+            let mut due = part.due.lock().expect("partition lock");
+            while due.first().is_some_and(|d| *d + DUE_GRACE <= now) {
+                due.pop_first();
+            }
+            if let Some(first) = due.first() {
+                wait = wait.min(if *first <= now {
+                    DUE_POLL
+                } else {
+                    *first - now
+                });
+            }
         }
         // Wake at least every second for the sweep (in memory, no storage call).
         let deadline = now + wait;
@@ -559,10 +590,6 @@ pub async fn poll(engine: Arc<Engine>, part: Arc<Partition>) {
                 }
                 _ = stop.changed() => return,
             }
-        }
-        let mut due = part.due.lock().expect("partition lock");
-        if due.is_some_and(|d| d <= Instant::now()) {
-            *due = None;
         }
     }
 }

@@ -24,17 +24,19 @@ pub async fn unreadable(engine: &Engine, queue: &str, message: &QueueMessage, wh
 }
 
 /// Store `texts` in `{queue}-poison`, each wrapped with `why`.
-pub async fn store(engine: &Engine, queue: &str, texts: &[String], why: &str) {
+pub async fn store(engine: &Engine, queue: &str, texts: &[String], why: &str) -> bool {
     let poison = format!("{queue}-poison");
     let q = &engine.hub.storage.queues;
     if let Err(e) = q.create_queue(&poison).await {
         tracing::error!("creating {poison}: {e}");
-        return;
+        return false;
     }
     for text in texts {
         let wrapped = serde_json::json!({ "reason": why, "message": text }).to_string();
         if let Err(e) = q.send(&poison, &wrapped, Duration::ZERO).await {
             tracing::error!("storing a poison message in {poison}: {e}");
+            return false;
         }
     }
+    true
 }

@@ -31,6 +31,13 @@ pub enum StorageError {
     Other(String),
 }
 
+/// The delay a queue really applies to a message: whole seconds, rounded up so
+/// that a delay never ends early (a timer must not fire before its time). Azure
+/// counts visibility in seconds.
+pub fn queue_delay(duration: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_secs(duration.as_secs() + u64::from(duration.subsec_nanos() > 0))
+}
+
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 /// A message taken from a queue; invisible to others until its visibility timeout.

@@ -33,7 +33,10 @@ impl ExternalEvents {
             data,
         };
         self.next_arrival += 1;
-        self.arrived.entry(key.clone()).or_default().push_back(arrival);
+        self.arrived
+            .entry(key.clone())
+            .or_default()
+            .push_back(arrival);
         self.hand_out(&key);
     }
 

@@ -25,11 +25,7 @@ pub(crate) struct AzureQueues {
     pub endpoint: Endpoint,
 }
 
-/// Whole seconds, rounded up so that a delay never ends early (a timer must
-/// not fire before its time). Azure counts visibility in seconds.
-fn seconds_up(duration: Duration) -> Duration {
-    Duration::from_secs(duration.as_secs() + u64::from(duration.subsec_nanos() > 0))
-}
+use crate::storage::queue_delay as seconds_up;
 
 fn check_visibility(queue: &str, what: &str, duration: Duration) -> Result<()> {
     if duration > MAX_VISIBILITY {

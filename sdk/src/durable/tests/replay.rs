@@ -230,7 +230,11 @@ fn continue_as_new_carries_unconsumed_events_in_arrival_order_only_when_asked() 
     };
     let kept = Action::ContinueAsNew(ContinueAsNew {
         input: Some("true".into()),
-        carryover_events: vec![carried("Other", "0"), carried("ADD", "2"), carried("other", "3")],
+        carryover_events: vec![
+            carried("Other", "0"),
+            carried("ADD", "2"),
+            carried("other", "3"),
+        ],
     });
     assert_eq!(response.actions, [kept]);
 
