@@ -328,6 +328,10 @@ impl Runtime {
             &mut linker,
             |s| s,
         )?;
+        bindings::fnhost::function::replay_clock::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
         bindings::fnhost::function::durable_client::add_to_linker::<HostState, HasSelf<HostState>>(
             &mut linker,
             |s| s,

@@ -14,6 +14,7 @@ use rand::rngs::StdRng;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
 
 use super::bindings::fnhost::function::log::{Host as LogHost, Level};
+use super::bindings::fnhost::function::replay_clock::Host as ReplayClockHost;
 use super::outbound::Outbound;
 use super::output::{GuestOutput, Stream};
 use super::{Invocation, Sandbox};
@@ -148,6 +149,14 @@ impl ResourceLimiter for HostState {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(true)
+    }
+}
+
+impl ReplayClockHost for HostState {
+    /// An orchestrator's SDK at a new replay position: its clocks read that
+    /// time (only sandboxed stores have a settable clock).
+    fn set_time(&mut self, now: u64) {
+        self.set_clock(now);
     }
 }
 

@@ -168,6 +168,14 @@ fn keep_or_drop(
     }
 }
 
+/// The replay position's time: `current_utc_datetime`, and what the sandbox's
+/// clocks (`SystemTime::now()`) read, so they are the same on every replay.
+fn set_now(state: &mut State, time: u64) {
+    state.now_ms = time;
+    #[cfg(target_arch = "wasm32")]
+    crate::bindings::fnhost::function::replay_clock::set_time(time);
+}
+
 /// Events of the episode after the one the orchestrator finished on: a
 /// continue-as-new that keeps unconsumed events carries these too.
 fn keep_later_events(state: &mut State, rest: impl Iterator<Item = HistoryEvent>) {
@@ -185,12 +193,12 @@ fn keep_later_events(state: &mut State, rest: impl Iterator<Item = HistoryEvent>
 fn apply(state: &mut State, event: HistoryEvent, in_past: bool) -> bool {
     state.is_replaying = in_past;
     match event {
-        HistoryEvent::OrchestratorStarted(time) => state.now_ms = time,
+        HistoryEvent::OrchestratorStarted(time) => set_now(state, time),
         HistoryEvent::ExecutionStarted(started) => {
             // A host that puts orchestrator-started after execution-started still gives
             // the orchestrator a clock: the creation time.
             if state.now_ms == 0 {
-                state.now_ms = started.timestamp;
+                set_now(state, started.timestamp);
             }
             state.input = started.input;
             return true;
