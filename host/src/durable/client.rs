@@ -295,39 +295,17 @@ impl Engine {
                 "nothing to rewind in '{instance_id}': no activity failed (the orchestrator itself did)"
             )));
         }
-        tracing::info!(
-            "Rewinding '{instance_id}' ({} failed activities): {}",
-            retry.len(),
-            reason.unwrap_or_default()
-        );
-        let kept: Vec<StoredRecord> = history
-            .records
-            .iter()
-            .filter(|r| match &r.record {
-                Record::Event(HistoryEvent::TaskFailed(f)) => {
-                    !failed.contains(&f.task_scheduled_id)
-                }
-                Record::ExecutionCompleted { .. } => false,
-                _ => true,
-            })
-            .cloned()
-            .collect();
-        let execution = history.execution_id.clone();
-        // The kept records become a new range of the same execution, guarded by the sentinel.
-        self.forget_history(instance_id);
-        history::append(&self.hub, instance_id, history, Some(execution), kept).await?;
-        instances::put(
-            &self.hub,
-            &InstanceRow {
-                status: RuntimeStatus::Running,
-                output: None,
-                completed: None,
-                last_updated: now_ms(),
-                ..row
-            },
-        )
-        .await?;
-        outbox::send_work(self, retry).await?;
+        // The owner of the instance's partition rewinds it in one checkpoint:
+        // nothing here writes the history or the row (a client racing the owner
+        // could only lose or duplicate work).
+        let message = ControlMessage {
+            instance_id: instance_id.to_string(),
+            execution_id: Some(history.execution_id.clone()),
+            event: ControlEvent::Rewind { reason },
+            parent: None,
+            id: Some(uuid::Uuid::new_v4().simple().to_string()),
+        };
+        outbox::send_control(self, vec![message]).await?;
         Ok(())
     }
 

@@ -125,6 +125,24 @@ async fn attempt(
     {
         *cache = Some(Cached::new(history));
     }
+    let rewinds: Vec<(Option<String>, Option<String>)> = works
+        .iter()
+        .filter_map(|w| match w {
+            Work::Message {
+                message:
+                    ControlMessage {
+                        event: ControlEvent::Rewind { reason },
+                        execution_id,
+                        ..
+                    },
+                ..
+            } => Some((execution_id.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect();
+    if let Some((execution, reason)) = rewinds.into_iter().next() {
+        rewind(engine, part, id, cache, execution, reason).await?;
+    }
     let recover = fresh || works.iter().any(|w| matches!(w, Work::Recover));
     let state = cache.as_ref().and_then(|c| InstanceState::of(&c.history));
     if recover && let (Some(c), Some(s)) = (cache.as_ref(), state.as_ref()) {
@@ -329,6 +347,8 @@ async fn attempt(
                 new.push(record(Record::Event(HistoryEvent::ExecutionResumed)));
             }
             ControlEvent::Suspend { .. } | ControlEvent::Resume { .. } => {}
+            // Done before the episode (see `rewind`).
+            ControlEvent::Rewind { .. } => {}
             ControlEvent::Entity(op) => tracing::warn!(
                 "orchestration '{id}': ignoring entity operation '{}' (entity ids are @name@key)",
                 op.operation
@@ -1002,6 +1022,109 @@ async fn redispatch(
     for item in open {
         super::activities::run_local(engine, item, permits.next());
     }
+    Ok(())
+}
+
+/// Rewind a failed orchestration, as its owner and in one checkpoint: the
+/// failed activities' results and the failure leave the history (a new range
+/// of the same execution, guarded by the sentinel), their TaskScheduled
+/// records are marked as run here, the row says Running, and the activities
+/// run again. A host that dies after the checkpoint leaves activities that the
+/// next owner finds open and runs (as for any local activity); the rewind
+/// message delivered again finds the instance no longer failed and does nothing.
+async fn rewind(
+    engine: &Arc<Engine>,
+    part: &Arc<Partition>,
+    id: &str,
+    cache: &mut Option<Cached>,
+    execution: Option<String>,
+    reason: Option<String>,
+) -> Result<(), StorageError> {
+    let hub = &engine.hub;
+    if cache.is_none()
+        && let Some(history) = history::load(hub, id).await?
+    {
+        *cache = Some(Cached::new(history));
+    }
+    let Some(c) = cache.as_ref() else {
+        tracing::warn!("orchestration '{id}': nothing to rewind (no history)");
+        return Ok(());
+    };
+    let Some(state) = InstanceState::of(&c.history) else {
+        return Ok(());
+    };
+    if state.status != RuntimeStatus::Failed
+        || execution.is_some_and(|e| e != c.history.execution_id)
+    {
+        tracing::info!(
+            "orchestration '{id}': not rewinding it: it is {} now",
+            state.status.as_str()
+        );
+        return Ok(());
+    }
+    let failed: HashSet<u32> = c
+        .history
+        .records
+        .iter()
+        .filter_map(|r| match &r.record {
+            Record::Event(HistoryEvent::TaskFailed(f)) => Some(f.task_scheduled_id),
+            _ => None,
+        })
+        .collect();
+    if failed.is_empty() {
+        tracing::warn!("orchestration '{id}': nothing to rewind: no activity failed");
+        return Ok(());
+    }
+    tracing::info!(
+        "Rewinding '{id}' ({} failed activit{}): {}",
+        failed.len(),
+        if failed.len() == 1 { "y" } else { "ies" },
+        reason.unwrap_or_default()
+    );
+    let kept: Vec<StoredRecord> = c
+        .history
+        .records
+        .iter()
+        .filter(|r| match &r.record {
+            Record::Event(HistoryEvent::TaskFailed(f)) => !failed.contains(&f.task_scheduled_id),
+            Record::ExecutionCompleted { .. } => false,
+            _ => true,
+        })
+        .cloned()
+        .map(|mut r| {
+            if let Record::Event(HistoryEvent::TaskScheduled(t)) = &r.record
+                && failed.contains(&t.event_id)
+            {
+                r.local = true;
+            }
+            r
+        })
+        .collect();
+    let known_row = instances::get_versioned(hub, id).await?;
+    let c = cache.take().expect("checked");
+    let execution = c.history.execution_id.clone();
+    let history = history::append(hub, id, c.history, Some(execution.clone()), kept).await?;
+    let row = InstanceRow {
+        instance_id: id.to_string(),
+        name: state.name.clone(),
+        execution_id: execution,
+        status: RuntimeStatus::Running,
+        input: state.input.clone(),
+        output: None,
+        custom_status: known_row
+            .as_ref()
+            .and_then(|(r, _)| r.custom_status.clone()),
+        created: state.created,
+        last_updated: now_ms(),
+        completed: None,
+    };
+    let mut cached = Cached {
+        row: known_row,
+        ..Cached::new(history)
+    };
+    write_row(engine, part, &mut cached, row).await?;
+    redispatch(engine, part, id, Some(&cached), &HashSet::new()).await?;
+    *cache = Some(cached);
     Ok(())
 }
 

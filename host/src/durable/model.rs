@@ -117,6 +117,11 @@ pub enum ControlEvent {
     },
     /// An operation for an entity (`@name@key`).
     Entity(Box<super::entity::EntityOp>),
+    /// Resume a failed orchestration from its failure: the owner takes the
+    /// failed activities' results out of the history and runs them again.
+    Rewind {
+        reason: Option<String>,
+    },
 }
 
 /// A message on a control queue `{hub}-control-NN`.
