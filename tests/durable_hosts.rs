@@ -175,3 +175,41 @@ fn hosts_split_the_partitions_and_a_stopping_host_hands_them_over_at_once() {
         "handover took {took:?}: the leases were not released"
     );
 }
+
+/// A second `host start` on a port already in use exits with a clear error
+/// before it takes any durable work, so the first host's fan-out does not wait
+/// for messages the second one took and hid.
+#[test]
+fn a_second_host_on_a_taken_port_exits_before_taking_durable_work() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["fan_out"], "");
+    let first = p.start(&[]);
+    let id = start_fan_out(&first, 100);
+    let port = first.base.rsplit(':').next().unwrap().to_string();
+    let out = std::process::Command::new(support::host_bin())
+        .args(["start", "--port", &port, "--script-root"])
+        .arg(p.root())
+        .arg("--cache-dir")
+        .arg(support::repo().join("target").join("test-host-cache"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("Port {port} is unavailable")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("partition") && !text.contains("Executed"),
+        "took durable work before exiting: {text}"
+    );
+    // Nothing is hidden in the second host's name: the fan-out finishes at its pace.
+    let url = first.url(&format!("/runtime/webhooks/durabletask/instances/{id}"));
+    let done = finished(&url, Duration::from_secs(60));
+    assert_all_chunks(&done, 100);
+}
