@@ -139,7 +139,7 @@ pub async fn poll(engine: Arc<Engine>) {
         let messages = match received {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!("reading {queue}: {e}");
+                crate::storage::log_retrying(format_args!("reading {queue}"), &e);
                 pacer.empty();
                 if pacer.wait(&engine.activity_waker, None, &mut stop).await {
                     return;

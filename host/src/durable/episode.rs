@@ -77,16 +77,41 @@ pub async fn run(
     if super::entity::is_entity(id) {
         return super::entity::run(engine, part, id, works, cache, tries).await;
     }
-    match attempt(engine, part, id, works, cache, tries).await {
-        Err(StorageError::Conflict(_)) => {
-            tracing::debug!("orchestration '{id}': history changed under us; replaying again");
-            // What the lost records came from is applied again, after a reload.
-            let mut again: Vec<Work> = cache.take().map(|c| c.tail_works).unwrap_or_default();
-            again.extend(works.iter().cloned());
-            attempt(engine, part, id, &again, cache, tries).await
+    // The works behind records earlier episodes left unwritten. An attempt
+    // takes the cache that holds them; if it fails after that (a checkpoint
+    // that storage refused or did not confirm), they must be taken again,
+    // else a local start (no queue message holds it) would be lost and its
+    // client told it was not confirmed.
+    let mut tail: Vec<Work> = cache
+        .as_ref()
+        .map(|c| c.tail_works.clone())
+        .unwrap_or_default();
+    let mut result = attempt(engine, part, id, works, cache, tries).await;
+    if matches!(result, Err(StorageError::Conflict(_))) {
+        tracing::debug!("orchestration '{id}': history changed under us; replaying again");
+        // What the lost records came from is applied again, after a reload.
+        if let Some(c) = cache.take() {
+            tail = c.tail_works;
         }
-        other => other,
+        let mut again = tail.clone();
+        again.extend(works.iter().cloned());
+        // The history is read this time, even for a start of a new id: the
+        // conflict may be our own first checkpoint, written but not confirmed.
+        for w in &mut again {
+            if let Work::Message { new_id, .. } = w {
+                *new_id = false;
+            }
+        }
+        result = attempt(engine, part, id, &again, cache, tries).await;
     }
+    if result.is_err() && cache.is_none() && !tail.is_empty() {
+        // The caller takes the failed episode's works again, and the cache's tail.
+        *cache = Some(Cached {
+            tail_works: tail,
+            ..Cached::new(History::default())
+        });
+    }
+    result
 }
 
 /// What the episode will send before its checkpoint, and run after it.
@@ -115,10 +140,12 @@ async fn attempt(
         return Ok(Outcome::Done(Vec::new()));
     }
     let fresh = cache.is_none();
-    // A start of an id the client just made up has no history to read.
-    let unused_id = works
-        .iter()
-        .any(|w| matches!(w, Work::Message { new_id: true, .. }));
+    // A start of an id the client just made up has no history to read, unless
+    // an earlier try of this start failed: its checkpoint may have landed.
+    let unused_id = tries == 0
+        && works
+            .iter()
+            .any(|w| matches!(w, Work::Message { new_id: true, .. }));
     if fresh
         && !unused_id
         && let Some(history) = history::load(hub, id).await?

@@ -94,7 +94,7 @@ pub async fn manage(engine: Arc<Engine>) {
     let mut stop = engine.stop.subscribe();
     loop {
         if let Err(e) = tick(&engine).await {
-            tracing::warn!("partition ownership: {e}");
+            crate::storage::log_retrying("partition ownership", &e);
         }
         // While a handover is under way, look again in 2 s instead of 10.
         let pause = if engine.ownership.soon.swap(false, Ordering::AcqRel) {
@@ -131,13 +131,28 @@ async fn lose_expired(engine: &Arc<Engine>) {
         .filter(|p| p.valid_until() < Instant::now())
         .map(|p| p.number)
         .collect();
+    if expired.is_empty() {
+        return;
+    }
+    // One line for all of them: an outage costs every partition at once.
+    let mut expired = expired;
+    expired.sort();
+    let numbers: Vec<String> = expired.iter().map(u32::to_string).collect();
+    tracing::warn!(
+        "Host {} could not renew its ownership of partition{} {} in time; it stops processing \
+         {} until it holds {} again",
+        engine.host_id,
+        if expired.len() == 1 { "" } else { "s" },
+        numbers.join(", "),
+        if expired.len() == 1 { "it" } else { "them" },
+        if expired.len() == 1 { "it" } else { "them" },
+    );
     for p in expired {
-        tracing::warn!(
-            "Host {} could not renew its ownership of partition {p} in time; it stops processing it",
-            engine.host_id
-        );
         engine.stop_partition(p, false).await;
     }
+    // Read the table next: the rows may still be ours (nobody else could
+    // reach storage either), and are then claimed again, not just renewed.
+    engine.ownership.sole.store(false, Ordering::Release);
 }
 
 /// The one-call renewal of a host that owns every partition. False when the
@@ -145,8 +160,14 @@ async fn lose_expired(engine: &Arc<Engine>) {
 async fn renew_sole(engine: &Arc<Engine>) -> Result<bool, StorageError> {
     let now = now_ms();
     let expires = now + engine.config.lease.as_millis() as u64;
+    let held = engine.owned_partitions();
     let (mut ops, partitions) = {
         let rows = engine.ownership.rows.lock().expect("ownership lock");
+        // A row renewed for a partition this host no longer processes would
+        // keep it from everyone: the full round sorts that out.
+        if rows.keys().any(|p| !held.contains(p)) {
+            return Ok(false);
+        }
         let mut ops = Vec::new();
         let mut partitions = Vec::new();
         for (p, row) in rows.iter() {

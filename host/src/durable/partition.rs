@@ -485,7 +485,8 @@ async fn run_instance(engine: Arc<Engine>, part: Arc<Partition>, id: String) {
 }
 
 fn report_failure(id: &str, failures: u32, e: &StorageError) {
-    if failures == 1 || failures.is_power_of_two() {
+    // An outage is reported once by the storage layer, not once per instance.
+    if !e.is_unavailable() && (failures == 1 || failures.is_power_of_two()) {
         tracing::warn!("orchestration '{id}': episode failed ({failures}x), will retry: {e}");
     } else {
         tracing::debug!("orchestration '{id}': episode failed ({failures}x): {e}");
@@ -552,7 +553,7 @@ pub async fn poll(engine: Arc<Engine>, part: Arc<Partition>) {
                 interval = (interval * 2).min(max);
             }
             Err(e) => {
-                tracing::warn!("reading {}: {e}", part.queue);
+                crate::storage::log_retrying(format_args!("reading {}", part.queue), &e);
                 interval = (interval * 2).min(max);
             }
         }
@@ -688,9 +689,12 @@ pub async fn scan(engine: Arc<Engine>, part: Arc<Partition>) {
                 }
             }
             Err(e) => {
-                tracing::warn!(
-                    "partition {}: looking for unfinished instances: {e}",
-                    part.number
+                crate::storage::log_retrying(
+                    format_args!(
+                        "partition {}: looking for unfinished instances",
+                        part.number
+                    ),
+                    &e,
                 );
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }

@@ -40,6 +40,25 @@ pub fn queue_delay(duration: std::time::Duration) -> std::time::Duration {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+impl StorageError {
+    /// An outage: the storage layer has reported it already (once per
+    /// service, with a line when the service answers again).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StorageError::Unavailable(_))
+    }
+}
+
+/// Log the failed storage work of a loop that will try again
+/// (`"{context}: {error}"`): a warning, but only a debug line during an
+/// outage, which the storage layer reports once rather than once per poll.
+pub fn log_retrying(context: impl std::fmt::Display, error: &StorageError) {
+    if error.is_unavailable() {
+        tracing::debug!("{context}: {error}");
+    } else {
+        tracing::warn!("{context}: {error}");
+    }
+}
+
 /// A message taken from a queue; invisible to others until its visibility timeout.
 #[derive(Debug, Clone)]
 pub struct QueueMessage {

@@ -147,7 +147,8 @@ async fn listen(
             Ok(true) => delay = MIN_SCAN,
             Ok(false) => {}
             Err(e) => {
-                if reported.is_none_or(|t| t.elapsed() > ERROR_REPORT) {
+                // An outage is reported once by the storage layer.
+                if !e.is_unavailable() && reported.is_none_or(|t| t.elapsed() > ERROR_REPORT) {
                     tracing::warn!(
                         "Function 'Functions.{}': scanning container '{}' or reading its receipts \
                          failed (retrying): {e}",

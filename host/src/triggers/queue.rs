@@ -143,7 +143,8 @@ async fn listen(
             }
             Ok(_) | Err(StorageError::NotFound(_)) => {} // empty, or not created yet
             Err(e) => {
-                if reported.is_none_or(|t| t.elapsed() > ERROR_REPORT) {
+                // An outage is reported once by the storage layer.
+                if !e.is_unavailable() && reported.is_none_or(|t| t.elapsed() > ERROR_REPORT) {
                     tracing::warn!(
                         "Function 'Functions.{}': reading queue '{queue_name}' failed (retrying): {e}",
                         function.name

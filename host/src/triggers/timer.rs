@@ -115,7 +115,8 @@ async fn listen(
         let held = match timer.take_lock().await {
             Ok(held) => held,
             Err(e) => {
-                if reported.is_none_or(|t| t.elapsed() > ERROR_REPORT) {
+                // An outage is reported once by the storage layer.
+                if !e.is_unavailable() && reported.is_none_or(|t| t.elapsed() > ERROR_REPORT) {
                     tracing::warn!(
                         "Function 'Functions.{}': taking the timer lock '{}' failed (retrying): {e}",
                         timer.function,

@@ -1,6 +1,7 @@
 //! [`Blobs`] on Azure Blob storage (azure_storage_blobs): block blobs and
 //! their leases.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,7 +10,8 @@ use azure_storage_blobs::prelude::{BlobClient, BlobServiceClient};
 use futures::StreamExt;
 
 use super::connection::Endpoint;
-use super::transport::{classify, status_of};
+use super::health::Health;
+use super::transport::{classify, status_of, tracking};
 use crate::storage::{BlobItem, Blobs, PutOptions, Result, StorageError};
 
 /// Read a blob in one request: the crate's default is 1 MiB ranges, one
@@ -21,6 +23,7 @@ const ONE_READ: u64 = 256 << 20;
 pub(crate) struct AzureBlobs {
     pub client: BlobServiceClient,
     pub endpoint: Endpoint,
+    pub health: Arc<Health>,
 }
 
 /// ETags without quotes: blob listings give `0x8D…`, response headers `"0x8D…"`;
@@ -52,7 +55,7 @@ impl AzureBlobs {
     }
 
     fn error(&self, error: azure_core::Error, what: String) -> StorageError {
-        classify(error, &what, &self.endpoint)
+        self.health.note(classify(error, &what, &self.endpoint))
     }
 
     /// An empty blob's (empty) content and ETag: one more call.
@@ -61,6 +64,26 @@ impl AzureBlobs {
             Ok(response) => Ok(Some((Vec::new(), bare(&response.blob.properties.etag)))),
             Err(e) if matches!(status_of(&e), Some((404, _))) => Ok(None), // deleted meanwhile
             Err(e) => Err(self.error(e, format!("reading blob '{container}/{name}'"))),
+        }
+    }
+
+    /// A conditional write that met a conflict after a retry: its first
+    /// attempt may have been applied with its answer lost. If the blob holds
+    /// exactly `data`, the write is ours: Ok.
+    async fn unless_ours(
+        &self,
+        container: &str,
+        name: &str,
+        data: &[u8],
+        retried: bool,
+        result: Result<()>,
+    ) -> Result<()> {
+        match result {
+            Err(StorageError::Conflict(_)) if retried => match self.get(container, name).await? {
+                Some((stored, _)) if stored == data => Ok(()),
+                _ => result,
+            },
+            other => other,
         }
     }
 
@@ -101,12 +124,18 @@ impl Blobs for AzureBlobs {
     }
 
     async fn put_if_absent(&self, container: &str, name: &str, data: Vec<u8>) -> Result<()> {
-        self.blob(container, name)
-            .put_block_blob(data)
+        let data = bytes::Bytes::from(data);
+        let put = self
+            .blob(container, name)
+            .put_block_blob(data.clone())
             .if_match(IfMatchCondition::NotMatch("*".to_string()))
-            .await
+            .into_future();
+        let (result, retried) = tracking(put).await;
+        let result = result
             .map(|_| ())
-            .map_err(|e| self.error(e, format!("creating blob '{container}/{name}'")))
+            .map_err(|e| self.error(e, format!("creating blob '{container}/{name}'")));
+        self.unless_ours(container, name, &data, retried, result)
+            .await
     }
 
     async fn put_if_match(
@@ -117,12 +146,18 @@ impl Blobs for AzureBlobs {
         etag: &str,
     ) -> Result<()> {
         // Listed and read ETags come bare; the header wants the quoted form.
-        self.blob(container, name)
-            .put_block_blob(data)
+        let data = bytes::Bytes::from(data);
+        let put = self
+            .blob(container, name)
+            .put_block_blob(data.clone())
             .if_match(IfMatchCondition::Match(format!("\"{etag}\"")))
-            .await
+            .into_future();
+        let (result, retried) = tracking(put).await;
+        let result = result
             .map(|_| ())
-            .map_err(|e| self.error(e, format!("updating blob '{container}/{name}'")))
+            .map_err(|e| self.error(e, format!("updating blob '{container}/{name}'")));
+        self.unless_ours(container, name, &data, retried, result)
+            .await
     }
 
     async fn get(&self, container: &str, name: &str) -> Result<Option<(Vec<u8>, String)>> {
@@ -226,7 +261,8 @@ impl Blobs for AzureBlobs {
         data: Vec<u8>,
         options: &PutOptions,
     ) -> Result<()> {
-        let mut put = self.blob(container, name).put_block_blob(data);
+        let data = bytes::Bytes::from(data);
+        let mut put = self.blob(container, name).put_block_blob(data.clone());
         if let Some(content_type) = &options.content_type {
             put = put.content_type(content_type.clone());
         }
@@ -243,9 +279,12 @@ impl Blobs for AzureBlobs {
         if let Some(lease) = &options.lease_id {
             put = put.lease_id(Self::lease_id(container, name, lease)?);
         }
-        put.await
+        let (result, retried) = tracking(put.into_future()).await;
+        let result = result
             .map(|_| ())
-            .map_err(|e| self.error(e, format!("writing blob '{container}/{name}'")))
+            .map_err(|e| self.error(e, format!("writing blob '{container}/{name}'")));
+        self.unless_ours(container, name, &data, retried, result)
+            .await
     }
 
     async fn acquire_lease(
@@ -264,7 +303,18 @@ impl Blobs for AzureBlobs {
                 )));
             }
         };
-        match self.blob(container, name).acquire_lease(duration).await {
+        // Our own lease id, so that a retry whose first attempt took the lease
+        // (its answer lost) is answered with that lease, not "already leased".
+        let proposed: LeaseId = uuid::Uuid::new_v4()
+            .to_string()
+            .parse()
+            .expect("a UUID is a lease id");
+        match self
+            .blob(container, name)
+            .acquire_lease(duration)
+            .proposed_lease_id(proposed)
+            .await
+        {
             Ok(response) => Ok(Some(response.lease_id.to_string())),
             Err(e) if matches!(status_of(&e), Some((409, _))) => Ok(None), // LeaseAlreadyPresent
             Err(e) => Err(self.error(e, format!("leasing blob '{container}/{name}'"))),

@@ -23,6 +23,7 @@
 mod blobs;
 mod connection;
 mod entity;
+mod health;
 mod queues;
 mod tables;
 mod transport;
@@ -68,23 +69,27 @@ pub fn connect(connection_string: &str) -> Result<Storage, StorageError> {
     let counters: [Arc<AtomicU64>; 3] = Default::default();
     let [queue_calls, table_calls, blob_calls] = counters.clone();
 
+    let queue_health = health::of("queue", &account.queue);
+    let table_health = health::of("table", &account.table);
+    let blob_health = health::of("blob", &account.blob);
+
     let queues = QueueServiceClientBuilder::with_location(
         account.queue.location.clone(),
         account.credentials.clone(),
     )
-    .client_options(transport::options(queue_calls))
+    .client_options(transport::options(queue_calls, queue_health.clone()))
     .build();
     let tables = TableServiceClientBuilder::with_location(
         account.table.location.clone(),
         account.credentials.clone(),
     )
-    .client_options(transport::options(table_calls))
+    .client_options(transport::options(table_calls, table_health.clone()))
     .build();
     let blobs = BlobClientBuilder::with_location(
         account.blob.location.clone(),
         account.credentials.clone(),
     )
-    .client_options(transport::options(blob_calls))
+    .client_options(transport::options(blob_calls, blob_health.clone()))
     .blob_service_client();
 
     let counts = move || CallCounts {
@@ -96,14 +101,17 @@ pub fn connect(connection_string: &str) -> Result<Storage, StorageError> {
         Arc::new(queues::AzureQueues {
             client: queues,
             endpoint: account.queue,
+            health: queue_health,
         }),
         Arc::new(tables::AzureTables {
             client: tables,
             endpoint: account.table,
+            health: table_health,
         }),
         Arc::new(blobs::AzureBlobs {
             client: blobs,
             endpoint: account.blob,
+            health: blob_health,
         }),
         Arc::new(counts),
     ))
@@ -130,7 +138,8 @@ pub async fn probe(storage: &Storage) -> Result<(), StorageError> {
             })
             .map_or(Ok(()), Err)
     };
-    match tokio::time::timeout(PROBE_DEADLINE, reads).await {
+    // The caller reports a failed probe in one line: no lines of its own.
+    match tokio::time::timeout(PROBE_DEADLINE, transport::quietly(reads)).await {
         Ok(result) => result,
         Err(_) => Err(StorageError::Unavailable(format!(
             "storage did not answer within {} s (queue '{PROBE_QUEUE}', table '{PROBE_TABLE}', \

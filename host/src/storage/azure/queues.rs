@@ -1,11 +1,13 @@
 //! [`Queues`] on Azure Storage queues (azure_storage_queues).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use azure_storage_queues::{PopReceipt, QueueServiceClient};
 
 use super::connection::Endpoint;
+use super::health::Health;
 use super::transport::{classify, status_of};
 use crate::storage::{QueueMessage, Queues, Result, StorageError};
 
@@ -23,6 +25,7 @@ const MAX_VISIBILITY: Duration = Duration::from_secs(7 * 24 * 3600);
 pub(crate) struct AzureQueues {
     pub client: QueueServiceClient,
     pub endpoint: Endpoint,
+    pub health: Arc<Health>,
 }
 
 use crate::storage::queue_delay as seconds_up;
@@ -40,7 +43,7 @@ fn check_visibility(queue: &str, what: &str, duration: Duration) -> Result<()> {
 
 impl AzureQueues {
     fn error(&self, error: azure_core::Error, what: String) -> StorageError {
-        classify(error, &what, &self.endpoint)
+        self.health.note(classify(error, &what, &self.endpoint))
     }
 }
 

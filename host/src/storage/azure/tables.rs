@@ -1,6 +1,8 @@
 //! [`Tables`] on Azure Table storage (azure_data_tables): entities with ETags,
 //! OData queries one page at a time, and entity group transactions.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use azure_core::Etag;
 use azure_core::prelude::Continuable;
@@ -12,7 +14,8 @@ use serde_json::{Map, Value};
 
 use super::connection::Endpoint;
 use super::entity::{from_json, literal, to_json, url_key};
-use super::transport::{classify, status_of, unavailable};
+use super::health::Health;
+use super::transport::{classify, status_of, tracking, unavailable};
 use crate::storage::{Entity, Page, Result, StorageError, TableOp, Tables};
 
 /// Azure's limit on one entity group transaction.
@@ -24,6 +27,7 @@ type Json = Map<String, Value>;
 pub(crate) struct AzureTables {
     pub client: TableServiceClient,
     pub endpoint: Endpoint,
+    pub health: Arc<Health>,
 }
 
 /// The continuation token of [`Page`]: the service's NextPartitionKey and
@@ -46,7 +50,8 @@ impl AzureTables {
     }
 
     fn error(&self, error: azure_core::Error, what: impl Into<String>) -> StorageError {
-        classify(error, &what.into(), &self.endpoint)
+        self.health
+            .note(classify(error, &what.into(), &self.endpoint))
     }
 
     /// One page of a query; the crate's pager makes one request per page.
@@ -94,9 +99,9 @@ impl AzureTables {
         &self,
         table: &str,
         transaction: TransactionBuilder,
-        op: TableOp,
+        op: &TableOp,
     ) -> Result<TransactionBuilder> {
-        let built = match &op {
+        let built = match op {
             TableOp::Insert(e) => transaction.insert(to_json(table, e)?),
             TableOp::Upsert(e) => {
                 transaction.insert_or_replace(url_key(&e.row_key), to_json(table, e)?)
@@ -116,6 +121,96 @@ impl AzureTables {
         };
         built.map_err(|e| StorageError::Other(format!("batch for table '{table}': {e}")))
     }
+
+    /// One write, as [`Tables::execute`] makes it (before checking a conflict).
+    async fn write(&self, table: &str, op: &TableOp) -> Result<Option<String>> {
+        let (partition_key, row_key) = keys(op);
+        let what = format!("writing ('{partition_key}', '{row_key}') to table '{table}'");
+        let entity = self
+            .partition(table, partition_key)
+            .entity_client(url_key(row_key));
+        let serialize = |e: azure_core::Error| StorageError::Other(format!("{what}: {e}"));
+        let etag = match op {
+            TableOp::Insert(e) => self
+                .table(table)
+                .insert::<_, Json>(to_json(table, e)?)
+                .map_err(serialize)?
+                .await
+                .map(|r| r.etag),
+            TableOp::Upsert(e) => entity
+                .insert_or_replace(to_json(table, e)?)
+                .map_err(serialize)?
+                .await
+                .map(|r| r.etag),
+            TableOp::Merge(e) => entity
+                .insert_or_merge(to_json(table, e)?)
+                .map_err(serialize)?
+                .await
+                .map(|r| r.etag),
+            TableOp::Replace { entity: e, etag } => entity
+                .update(
+                    to_json(table, e)?,
+                    IfMatchCondition::Etag(Etag::from(etag.clone())),
+                )
+                .map_err(serialize)?
+                .await
+                .map(|r| r.etag),
+            TableOp::Delete { etag, .. } => {
+                let mut delete = entity.delete();
+                if let Some(etag) = etag {
+                    delete = delete.if_match(IfMatchCondition::Etag(Etag::from(etag.clone())));
+                }
+                return delete
+                    .await
+                    .map(|_| None)
+                    .map_err(|e| self.error(e, what.clone()));
+            }
+        };
+        etag.map(|t| Some(t.to_string()))
+            .map_err(|e| self.error(e, what.clone()))
+    }
+
+    /// Whether `ops` are all in the table as written (a retried write whose
+    /// first attempt was applied, its answer lost): the ETag of each (None
+    /// for deletes), or None when any is not (someone else wrote). Another
+    /// writer's write of exactly the same values is taken for ours: the table
+    /// holds what we meant to write either way. The engine's writes carry
+    /// times in ms and sequence numbers, so two of them do not look alike.
+    /// One read per op, only on this rare path.
+    async fn applied(&self, table: &str, ops: &[TableOp]) -> Result<Option<Vec<Option<String>>>> {
+        let mut etags = Vec::with_capacity(ops.len());
+        for op in ops {
+            let (partition_key, row_key) = keys(op);
+            let found = self.get(table, partition_key, row_key).await?;
+            let ours = match (op, found) {
+                (TableOp::Delete { .. }, None) => {
+                    etags.push(None);
+                    continue;
+                }
+                (TableOp::Merge(e), Some(found)) if written(e, &found, false) => found,
+                (
+                    TableOp::Insert(e) | TableOp::Upsert(e) | TableOp::Replace { entity: e, .. },
+                    Some(found),
+                ) if written(e, &found, true) => found,
+                _ => return Ok(None),
+            };
+            etags.push(ours.etag);
+        }
+        Ok(Some(etags))
+    }
+}
+
+/// Whether `found` holds what `ours` wrote (`exactly`: and nothing else, as
+/// an insert or replace leaves it). Null properties are not stored.
+fn written(ours: &Entity, found: &Entity, exactly: bool) -> bool {
+    let mut count = 0;
+    for (name, value) in ours.properties.iter().filter(|(_, v)| !v.is_null()) {
+        count += 1;
+        if found.properties.get(name) != Some(value) {
+            return false;
+        }
+    }
+    !exactly || found.properties.len() == count
 }
 
 fn keys(op: &TableOp) -> (&str, &str) {
@@ -195,50 +290,17 @@ impl Tables for AzureTables {
     }
 
     async fn execute(&self, table: &str, op: TableOp) -> Result<Option<String>> {
-        let (partition_key, row_key) = keys(&op);
-        let what = format!("writing ('{partition_key}', '{row_key}') to table '{table}'");
-        let entity = self
-            .partition(table, partition_key)
-            .entity_client(url_key(row_key));
-        let serialize = |e: azure_core::Error| StorageError::Other(format!("{what}: {e}"));
-        let etag = match &op {
-            TableOp::Insert(e) => self
-                .table(table)
-                .insert::<_, Json>(to_json(table, e)?)
-                .map_err(serialize)?
-                .await
-                .map(|r| r.etag),
-            TableOp::Upsert(e) => entity
-                .insert_or_replace(to_json(table, e)?)
-                .map_err(serialize)?
-                .await
-                .map(|r| r.etag),
-            TableOp::Merge(e) => entity
-                .insert_or_merge(to_json(table, e)?)
-                .map_err(serialize)?
-                .await
-                .map(|r| r.etag),
-            TableOp::Replace { entity: e, etag } => entity
-                .update(
-                    to_json(table, e)?,
-                    IfMatchCondition::Etag(Etag::from(etag.clone())),
-                )
-                .map_err(serialize)?
-                .await
-                .map(|r| r.etag),
-            TableOp::Delete { etag, .. } => {
-                let mut delete = entity.delete();
-                if let Some(etag) = etag {
-                    delete = delete.if_match(IfMatchCondition::Etag(Etag::from(etag.clone())));
+        let (written, retried) = tracking(self.write(table, &op)).await;
+        match written {
+            // Our own first attempt, applied but unanswered?
+            Err(StorageError::Conflict(_) | StorageError::NotFound(_)) if retried => {
+                match self.applied(table, std::slice::from_ref(&op)).await? {
+                    Some(mut etags) => Ok(etags.pop().flatten()),
+                    None => written,
                 }
-                return delete
-                    .await
-                    .map(|_| None)
-                    .map_err(|e| self.error(e, what.clone()));
             }
-        };
-        etag.map(|t| Some(t.to_string()))
-            .map_err(|e| self.error(e, what.clone()))
+            other => other,
+        }
     }
 
     async fn batch(&self, table: &str, ops: Vec<TableOp>) -> Result<Vec<Option<String>>> {
@@ -266,10 +328,11 @@ impl Tables for AzureTables {
         }
         let count = ops.len();
         let mut transaction = self.partition(table, &partition_key).transaction();
-        for op in ops {
+        for op in &ops {
             transaction = self.add(table, transaction, op)?;
         }
-        let response = transaction.await.map_err(|e| self.error(e, what.clone()))?;
+        let (response, retried) = tracking(transaction.into_future()).await;
+        let response = response.map_err(|e| self.error(e, what.clone()))?;
         // The service answers 202 for the batch and puts the failure of the
         // changeset (one response, e.g. 412) inside: check every one.
         if let Some(failed) = response
@@ -278,6 +341,13 @@ impl Tables for AzureTables {
             .find(|r| !r.status_code.is_success())
         {
             let status = u16::from(failed.status_code);
+            // A retried batch whose first attempt was applied meets its own writes.
+            if retried
+                && matches!(status, 404 | 409 | 412)
+                && let Some(etags) = self.applied(table, &ops).await?
+            {
+                return Ok(etags);
+            }
             let message = format!("{what}: nothing was written: a write failed with {status}");
             return Err(match status {
                 404 => StorageError::NotFound(format!(
@@ -311,6 +381,23 @@ impl Tables for AzureTables {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_is_found_when_the_entity_holds_what_it_wrote() {
+        let ours = Entity::new("p", "r")
+            .with("N", 1)
+            .with("S", "x")
+            .with("Gone", Value::Null);
+        let stored = Entity::new("p", "r").with("N", 1).with("S", "x");
+        assert!(written(&ours, &stored, true));
+        assert!(!written(&ours, &stored.clone().with("Extra", 2), true));
+        assert!(written(&ours, &stored.clone().with("Extra", 2), false));
+        assert!(!written(
+            &ours,
+            &Entity::new("p", "r").with("N", 2).with("S", "x"),
+            false
+        ));
+    }
 
     #[test]
     fn continuation_tokens_join_both_keys() {
