@@ -1013,3 +1013,63 @@ async fn probe_of_a_closed_port_fails_fast_in_one_line() {
         );
     }
 }
+
+/// The owner of an instance writes its status row with the ETag of its last
+/// write and the history's sequence. A former owner (a host paused past its
+/// lease) that writes later with an older sequence keeps nothing: the newer
+/// owner's status stays.
+#[tokio::test]
+async fn a_former_owner_never_overwrites_a_newer_status_row() {
+    use host::durable::hub::Hub;
+    use host::durable::instances::{Guard, get, write};
+    use host::durable::model::{InstanceRow, RuntimeStatus};
+
+    let azurite = Azurite::start();
+    let hub = Hub::new("RowHub", 4, storage(&azurite));
+    hub.create().await.unwrap();
+    let row = |status: RuntimeStatus, output: &str| InstanceRow {
+        instance_id: "split".into(),
+        name: "Orch".into(),
+        execution_id: "e1".into(),
+        status,
+        input: None,
+        output: Some(output.into()),
+        custom_status: None,
+        created: 1,
+        last_updated: 2,
+        completed: None,
+    };
+    // The old owner writes at sequence 5 and remembers its ETag.
+    let old_etag = write(
+        &hub,
+        &row(RuntimeStatus::Running, "\"old\""),
+        5,
+        Guard::None,
+    )
+    .await
+    .unwrap()
+    .expect("written");
+    // Its partition moves; the new owner, further on (sequence 9), writes over it.
+    write(
+        &hub,
+        &row(RuntimeStatus::Completed, "\"new\""),
+        9,
+        Guard::None,
+    )
+    .await
+    .unwrap()
+    .expect("written");
+    // The old owner wakes up and writes what it had, guarded by its old ETag.
+    let kept = write(
+        &hub,
+        &row(RuntimeStatus::Running, "\"stale\""),
+        6,
+        Guard::Etag(old_etag),
+    )
+    .await
+    .unwrap();
+    assert!(kept.is_none(), "the stale write is refused");
+    let now = get(&hub, "split").await.unwrap().unwrap();
+    assert_eq!(now.status, RuntimeStatus::Completed);
+    assert_eq!(now.output.as_deref(), Some("\"new\""));
+}
