@@ -9,7 +9,7 @@ mod support;
 mod triggers_support;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use azurite::Azurite;
 use serde_json::Value;
@@ -185,4 +185,96 @@ fn a_timespan_schedule_repeats() {
     let (code, _) =
         triggers_support::sdk_status(&azurite, &["download", "azure-webjobs-hosts", STATUS]);
     assert_eq!(code, 3);
+}
+
+/// `ms` since the Unix epoch as the status blob writes it (`2026-01-01T00:00:05.000Z`).
+fn rfc3339_ms(ms: u64) -> String {
+    let (days, rest) = (ms / 86_400_000, ms % 86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000
+    )
+}
+
+#[test]
+fn rfc3339_ms_formats_as_the_status_blob() {
+    assert_eq!(rfc3339_ms(1_577_836_800_000), "2020-01-01T00:00:00.000Z");
+    assert_eq!(rfc3339_ms(1_709_210_096_789), "2024-02-29T12:34:56.789Z");
+}
+
+#[test]
+fn when_the_lock_holder_is_killed_the_other_host_takes_the_schedule_over() {
+    let azurite = Azurite::start();
+    let p = heartbeat(
+        &azurite,
+        r#"{ type = "timerTrigger", schedule = "*/5 * * * * *" }"#,
+    );
+    let mut hosts = [p.start(&[]), p.start(&[])];
+    for h in &mut hosts {
+        h.wait_for("Host started", DEADLINE);
+    }
+    let holder = poll("the first occurrence", DEADLINE, || {
+        (0..2).find(|i| !runs(&hosts[*i].output()).is_empty())
+    });
+    // Kill it between occurrences: once the status records its last run, which
+    // the next occurrence (5 s later) is not yet.
+    poll("the status of the holder's last run", DEADLINE, || {
+        let last = runs(&hosts[holder].output()).last()?.0;
+        (status(&azurite)["Last"] == rfc3339_ms(last)).then_some(())
+    });
+    hosts[holder].kill();
+    let killed = Instant::now();
+    let before = runs(&hosts[holder].output());
+    let next = status(&azurite)["Next"].as_str().unwrap().to_string();
+    let other = &mut hosts[1 - holder];
+    assert!(
+        runs(&other.output()).is_empty(),
+        "one host ran the schedule"
+    );
+
+    // The lease (60 s, renewed every 20 s) lapses, then the other host's next
+    // try (every 30 s) takes it: the design's bound is about 90 s.
+    let line = other.wait_for("heartbeat scheduled=", Duration::from_secs(180));
+    let took = killed.elapsed();
+    eprintln!(
+        "timer takeover: the other host ran the schedule {:.1} s after the holder's SIGKILL",
+        took.as_secs_f64()
+    );
+    assert!(
+        took < Duration::from_secs(120),
+        "took {took:?}; the design says about 90 s"
+    );
+    poll("two more occurrences on the new holder", DEADLINE, || {
+        (runs(&other.output()).len() >= 3).then_some(())
+    });
+    let after = runs(&other.output());
+    // The occurrence due while no host held the lock runs once, past due ...
+    assert_eq!(rfc3339_ms(after[0].0), next, "{line}");
+    assert!(after[0].1, "the missed occurrence is past due: {after:?}");
+    // ... then the schedule goes on, every 5 s, none run by both hosts.
+    for pair in after.windows(2) {
+        assert!(pair[1].0 > pair[0].0, "{after:?}");
+    }
+    for (at, due) in &after[1..] {
+        assert!(!due, "{after:?}");
+        assert_eq!(at % 5000, 0, "{after:?}");
+    }
+    let last_before = before.last().unwrap().0;
+    assert!(
+        after[0].0 > last_before,
+        "no occurrence of the killed host ran again: {before:?} then {after:?}"
+    );
 }

@@ -73,3 +73,44 @@ pub fn receive(azurite: &Azurite, queue: &str) -> Vec<(String, u64)> {
         })
         .collect()
 }
+
+/// Counters of `host`'s /admin/metrics, read at one instant: for each of
+/// `series` (name and labels, e.g.
+/// `fnhost_trigger_storage_transactions_total{service="blob"}`) the value of
+/// the line starting with it, 0 if absent.
+pub fn metrics<const N: usize>(host: &crate::support::Host, series: [&str; N]) -> [u64; N] {
+    let text = crate::support::client()
+        .get(host.url("/admin/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    series.map(|s| {
+        text.lines()
+            .find(|l| l.starts_with(s))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+/// The blobs under `prefix` of `container` with their metadata (keys in lower case).
+pub fn metadata(
+    azurite: &Azurite,
+    container: &str,
+    prefix: &str,
+) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
+    sdk(azurite, &["metadata", container, prefix])
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let meta = v["metadata"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.to_lowercase(), v.as_str().unwrap().to_string()))
+                .collect();
+            (v["name"].as_str().unwrap().to_string(), meta)
+        })
+        .collect()
+}

@@ -8,111 +8,15 @@
 #[path = "../../tests/support/azurite.rs"]
 mod azurite;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+#[path = "support/trigger_host.rs"]
+mod trigger_host;
+
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures::StreamExt;
 use host::storage::Storage;
-
-fn repo() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// A running host and the lines it printed, with when they came.
-struct Host {
-    child: Child,
-    base: String,
-    lines: Arc<Mutex<Vec<(Instant, String)>>>,
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Host {
-    fn start(root: &std::path::Path) -> Host {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
-            .args(["start", "--port", "0", "--script-root"])
-            .arg(root)
-            .env_remove("RUST_BACKTRACE")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting host");
-        let lines: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
-        let stdout = child.stdout.take().unwrap();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push((Instant::now(), line));
-            }
-        });
-        let mut host = Host {
-            child,
-            base: String::new(),
-            lines,
-        };
-        let line = host.wait(|l| l.contains("Listening on http://localhost:"), 120);
-        let port = line.rsplit(':').next().unwrap().trim().to_string();
-        host.base = format!("http://127.0.0.1:{port}");
-        host.wait(|l| l.contains("Host started"), 120);
-        host
-    }
-
-    /// Wait for a line that `f` accepts; the line.
-    fn wait(&mut self, f: impl Fn(&str) -> bool, seconds: u64) -> String {
-        self.wait_at(f, seconds).1
-    }
-
-    fn wait_at(&mut self, f: impl Fn(&str) -> bool, seconds: u64) -> (Instant, String) {
-        let end = Instant::now() + Duration::from_secs(seconds);
-        loop {
-            if let Some(hit) = self.lines.lock().unwrap().iter().find(|(_, l)| f(l)) {
-                return hit.clone();
-            }
-            assert!(Instant::now() < end, "the host did not print the line");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn count(&self, f: impl Fn(&str) -> bool) -> usize {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, l)| f(l))
-            .count()
-    }
-
-    /// The trigger storage calls so far: (queue, blob).
-    fn calls(&self) -> (u64, u64) {
-        let text = reqwest::blocking::get(format!("{}/admin/metrics", self.base))
-            .unwrap()
-            .text()
-            .unwrap();
-        let get = |service: &str| {
-            text.lines()
-                .find(|l| {
-                    l.starts_with(&format!(
-                        "fnhost_trigger_storage_transactions_total{{service=\"{service}\"}}"
-                    ))
-                })
-                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-                .unwrap_or(0)
-        };
-        (get("queue"), get("blob"))
-    }
-}
+use trigger_host::{Host, repo};
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
@@ -158,16 +62,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
-    let out = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(["build", "--functions"])
-        .arg(repo().join("bench/functions"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    trigger_host::build_functions();
     let azurite = azurite::Azurite::start();
     let storage = host::storage::azure::connect(&azurite.connection_string).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

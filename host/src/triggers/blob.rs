@@ -14,14 +14,22 @@
 //! retried. Scans run 1 s apart after a change, backing off to 10 s when
 //! idle (six listings a minute); a blob this host writes through the output
 //! binding wakes the listener of its container at once.
+//!
+//! Versions run in tasks of their own (at most `maxDegreeOfParallelism` at
+//! once), so scans go on while a slow function runs and a new blob does not
+//! wait for it. A version whose receipt another host holds is tried again
+//! [`HELD_RETRY`] later, not at every scan: if that host died, its lease
+//! lapses within 60 s and this host runs the version at its next try after
+//! that (within about 70 s of the death).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 
 use super::blob_path::BlobPath;
 use super::lease::{self, HOSTS_CONTAINER};
@@ -37,6 +45,14 @@ const MAX_SCAN: Duration = Duration::from_secs(10);
 
 /// A storage error is reported at most this often per listener.
 const ERROR_REPORT: Duration = Duration::from_secs(30);
+
+/// How long a version whose receipt another host holds is left alone (two
+/// calls a try): the holder finishes it, or dies and its 60 s lease lapses.
+const HELD_RETRY: Duration = Duration::from_secs(5);
+
+/// Container listings made by the blob listeners since start (for
+/// `/admin/metrics`: storage calls per scan).
+pub static SCANS: AtomicU64 = AtomicU64::new(0);
 
 /// Where blob versions that keep failing are reported (Azure's name).
 pub const POISON_QUEUE: &str = "webjobs-blobtrigger-poison";
@@ -82,7 +98,22 @@ struct Listener {
     receipts: String,
     /// Blob name → the ETag done (run, poisoned or superseded).
     done: Mutex<HashMap<String, String>>,
+    /// Blob names whose versions this host's tasks have in hand (a newer
+    /// version of one waits for the scan after it).
+    running: Mutex<HashSet<String>>,
+    /// Blob name → (ETag, when to try again): versions another host holds.
+    held: Mutex<HashMap<String, (String, Instant)>>,
+    /// `maxDegreeOfParallelism`: versions run at once.
+    slots: Arc<Semaphore>,
     max_attempts: u32,
+}
+
+/// What [`Listener::process`] did with a version.
+enum Outcome {
+    /// Run, recorded, or given up on for now (the next scan tries again).
+    Tried,
+    /// Another host holds its receipt.
+    Held,
 }
 
 async fn listen(
@@ -123,6 +154,9 @@ async fn listen(
         blobs,
         hosts,
         done: Mutex::default(),
+        running: Mutex::default(),
+        held: Mutex::default(),
+        slots: Arc::new(Semaphore::new(parallel.max(1) as usize)),
         ctx: ctx.clone(),
     });
     let wake = ctx
@@ -131,14 +165,16 @@ async fn listen(
     let mut loaded = false;
     let mut delay = MIN_SCAN;
     let mut reported: Option<Instant> = None;
+    let mut tasks = JoinSet::new();
     while !*stop.borrow() {
+        while tasks.try_join_next().is_some() {}
         let scanned = if loaded {
-            listener.scan(parallel as usize).await
+            listener.scan(&mut tasks, &stop).await
         } else {
             match listener.load_receipts().await {
                 Ok(()) => {
                     loaded = true;
-                    listener.scan(parallel as usize).await
+                    listener.scan(&mut tasks, &stop).await
                 }
                 Err(e) => Err(e),
             }
@@ -165,6 +201,9 @@ async fn listen(
             _ = super::stopped(&mut stop) => {}
         }
     }
+    // Finish the versions in flight; those still waiting for a slot are left
+    // to the next scan (of this host or another).
+    while tasks.join_next().await.is_some() {}
     ctx.connections.drop_waker(&wake);
 }
 
@@ -204,41 +243,88 @@ impl Listener {
         Ok(())
     }
 
-    /// One listing; run the versions not done yet. Whether there were any.
-    async fn scan(self: &Arc<Self>, parallel: usize) -> Result<bool, StorageError> {
-        let items = match self
+    /// One listing; start a task for each version not done, not in hand and
+    /// not held elsewhere. Whether there was a version not seen before.
+    async fn scan(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<bool, StorageError> {
+        let listed = self
             .blobs
             .blobs
             .list_items(&self.path.container, self.path.prefix(), false)
-            .await
-        {
+            .await;
+        let items = match listed {
             Ok(items) => items,
             // Not created yet: fine, it works once it exists.
-            Err(StorageError::NotFound(_)) => return Ok(false),
+            Err(StorageError::NotFound(_)) => {
+                SCANS.fetch_add(1, Ordering::Relaxed);
+                return Ok(false);
+            }
             Err(e) => return Err(e),
         };
-        let todo: Vec<(BlobItem, Vec<(String, String)>)> = {
+        SCANS.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let (todo, fresh) = {
             let mut done = self.done.lock().expect("receipts lock");
+            let mut held = self.held.lock().expect("receipts lock");
+            let running = self.running.lock().expect("receipts lock");
             // Forget deleted blobs.
-            let names: std::collections::HashSet<&str> =
-                items.iter().map(|b| b.name.as_str()).collect();
+            let names: HashSet<&str> = items.iter().map(|b| b.name.as_str()).collect();
             done.retain(|name, _| names.contains(name.as_str()));
-            items
+            held.retain(|name, _| names.contains(name.as_str()));
+            let todo: Vec<(BlobItem, Vec<(String, String)>)> = items
                 .iter()
                 .filter(|b| done.get(&b.name) != Some(&b.etag))
+                .filter(|b| !running.contains(&b.name))
+                .filter(|b| {
+                    held.get(&b.name)
+                        .is_none_or(|(etag, until)| *etag != b.etag || *until <= now)
+                })
                 .filter_map(|b| self.path.matches(&b.name).map(|p| (b.clone(), p)))
-                .collect()
+                .collect();
+            // Another try of a held version is not a change: no faster scans for it.
+            let fresh = todo
+                .iter()
+                .any(|(b, _)| held.get(&b.name).is_none_or(|(etag, _)| *etag != b.etag));
+            (todo, fresh)
         };
-        if todo.is_empty() {
-            return Ok(false);
+        for (blob, params) in todo {
+            let version = (blob.name.clone(), blob.etag.clone());
+            self.running
+                .lock()
+                .expect("receipts lock")
+                .insert(version.0.clone());
+            let (listener, stop) = (self.clone(), stop.clone());
+            tasks.spawn(async move {
+                let slot = listener.slots.clone().acquire_owned().await;
+                let outcome = if slot.is_ok() && !*stop.borrow() {
+                    listener.process(blob, params).await
+                } else {
+                    Outcome::Tried // stopping: left for the next scan
+                };
+                let mut held = listener.held.lock().expect("receipts lock");
+                match outcome {
+                    Outcome::Held => {
+                        held.insert(
+                            version.0.clone(),
+                            (version.1.clone(), Instant::now() + HELD_RETRY),
+                        );
+                    }
+                    Outcome::Tried => {
+                        held.remove(&version.0);
+                    }
+                }
+                drop(held);
+                listener
+                    .running
+                    .lock()
+                    .expect("receipts lock")
+                    .remove(&version.0);
+            });
         }
-        futures::stream::iter(todo)
-            .for_each_concurrent(parallel.max(1), |(blob, params)| {
-                let l = self.clone();
-                async move { l.process(blob, params).await }
-            })
-            .await;
-        Ok(true)
+        Ok(fresh)
     }
 
     fn receipt_name(&self, blob: &BlobItem) -> String {
@@ -265,7 +351,7 @@ impl Listener {
     }
 
     /// Claim the version's receipt, run it (up to the attempts left), record the outcome.
-    async fn process(&self, blob: BlobItem, params: Vec<(String, String)>) {
+    async fn process(&self, blob: BlobItem, params: Vec<(String, String)>) -> Outcome {
         let receipt = self.receipt_name(&blob);
         let hosts = &self.hosts.blobs;
         let created = PutOptions {
@@ -275,25 +361,44 @@ impl Listener {
         if let Err(e) =
             lease::ensure_blob(hosts.as_ref(), HOSTS_CONTAINER, &receipt, &created).await
         {
-            return self.warn("creating the receipt", &blob, e);
+            self.warn("creating the receipt", &blob, e);
+            return Outcome::Tried;
         }
         let held = match lease::acquire(&self.hosts, HOSTS_CONTAINER, &receipt).await {
             Ok(Some(held)) => held,
-            Ok(None) => return, // another host runs it
-            Err(e) => return self.warn("leasing the receipt", &blob, e),
+            Ok(None) => return Outcome::Held, // another host runs it
+            Err(e) => {
+                self.warn("leasing the receipt", &blob, e);
+                return Outcome::Tried;
+            }
         };
+        self.run_leased(&held, &receipt, blob, params).await;
+        held.release().await;
+        Outcome::Tried
+    }
+
+    /// Run the version whose `receipt` this host holds (up to the attempts
+    /// left) and record the outcome in the receipt.
+    async fn run_leased(
+        &self,
+        held: &lease::Held,
+        receipt: &str,
+        blob: BlobItem,
+        params: Vec<(String, String)>,
+    ) {
+        let hosts = &self.hosts.blobs;
         // Read under the lease: a host that finished it cleared the mark first.
-        let metadata = match hosts.properties(HOSTS_CONTAINER, &receipt).await {
+        let metadata = match hosts.properties(HOSTS_CONTAINER, receipt).await {
             Ok(Some(p)) => p.metadata,
-            Ok(None) => return held.release().await,
+            Ok(None) => return,
             Err(e) => {
                 self.warn("reading the receipt", &blob, e);
-                return held.release().await;
+                return;
             }
         };
         if !metadata.contains_key(INCOMPLETE_KEY) {
             self.mark_done(&blob);
-            return held.release().await;
+            return;
         }
         let mut attempts: u32 = metadata
             .get(ATTEMPTS_KEY)
@@ -305,7 +410,7 @@ impl Listener {
             Ok(_) => None,
             Err(e) => {
                 self.warn("reading", &blob, e);
-                return held.release().await;
+                return;
             }
         };
         let mut outcome = Vec::new();
@@ -323,11 +428,11 @@ impl Listener {
                     ..Default::default()
                 };
                 if let Err(e) = hosts
-                    .put_with(HOSTS_CONTAINER, &receipt, Vec::new(), &mark)
+                    .put_with(HOSTS_CONTAINER, receipt, Vec::new(), &mark)
                     .await
                 {
                     self.warn("marking the receipt", &blob, e);
-                    return held.release().await;
+                    return;
                 }
                 let input = crate::runtime::BlobItem {
                     container: self.path.container.clone(),
@@ -356,11 +461,11 @@ impl Listener {
                         break;
                     }
                     Some(Err(_)) => {}
-                    None => return held.release().await, // unloaded: the next listener runs it
+                    None => return, // unloaded: the next listener runs it
                 }
             }
             if held.is_lost() {
-                return held.release().await;
+                return;
             }
             if !succeeded {
                 self.poison(&blob).await;
@@ -377,13 +482,12 @@ impl Listener {
             ..Default::default()
         };
         match hosts
-            .put_with(HOSTS_CONTAINER, &receipt, Vec::new(), &complete)
+            .put_with(HOSTS_CONTAINER, receipt, Vec::new(), &complete)
             .await
         {
             Ok(()) => self.mark_done(&blob),
             Err(e) => self.warn("completing the receipt", &blob, e),
         }
-        held.release().await;
     }
 
     /// Azure's poison message: which function gave up on which blob version.

@@ -542,6 +542,17 @@ impl HttpTrigger {
                     "fnhost_trigger_storage_transactions_total{{service=\"{service}\"}} {n}"
                 );
             }
+            let _ = writeln!(
+                out,
+                "# HELP fnhost_blob_trigger_scans_total Container listings of the blob \
+                 triggers (a scan is one call per 5,000 blobs)."
+            );
+            let _ = writeln!(out, "# TYPE fnhost_blob_trigger_scans_total counter");
+            let _ = writeln!(
+                out,
+                "fnhost_blob_trigger_scans_total {}",
+                crate::triggers::blob::SCANS.load(Ordering::Relaxed)
+            );
         }
         if let Some(engine) = &self.durable {
             let calls = engine.storage_calls();
