@@ -258,6 +258,8 @@ async fn attempt(
         parent: None,
         completed: Default::default(),
         fired: Default::default(),
+        scheduled: Default::default(),
+        timers: Default::default(),
         output: None,
         completed_at: None,
         messages: Default::default(),
