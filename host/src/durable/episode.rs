@@ -286,7 +286,15 @@ async fn attempt(
         };
         match &c.event {
             ControlEvent::Event(HistoryEvent::ExecutionStarted(e)) => {
-                if starting.is_some() && c.execution_id.as_deref() == Some(execution_id.as_str()) {
+                // Once: the same start can come twice in one batch (sent
+                // again by a parent replaying after a crash, or redelivered).
+                let recorded = new
+                    .iter()
+                    .any(|r| matches!(r.record, Record::Event(HistoryEvent::ExecutionStarted(_))));
+                if starting.is_some()
+                    && c.execution_id.as_deref() == Some(execution_id.as_str())
+                    && !recorded
+                {
                     name = e.name.clone();
                     input = e.input.clone();
                     created = e.timestamp;
