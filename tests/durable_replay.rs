@@ -32,6 +32,7 @@ mod history;
 mod program;
 mod support;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -40,7 +41,7 @@ use cluster::Cluster;
 use durable_support::{HOST_TOML, project};
 use generate::{EventPlan, Rng};
 use program::{Program, event_data};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A clean run of 8 programs takes about 20 s.
 const CLEAN_DEADLINE: Duration = Duration::from_secs(180);
@@ -97,6 +98,8 @@ struct Run {
     /// Per program: its runtime status and output, or why it did not finish.
     statuses: Vec<Result<(String, Value), String>>,
     histories: Vec<history::Histories>,
+    /// Per program: each of its instances' status (runtime status and output).
+    instances: Vec<BTreeMap<String, Value>>,
     logs: String,
     /// Lines about what the chaos did.
     chaos: Vec<String>,
@@ -136,6 +139,13 @@ fn one_seed(seed: u64, settings: &Settings) {
             for p in history::problems(&r.histories[i]) {
                 failures.push(format!("p{i}, {name} run: {p}"));
             }
+        }
+        if clean.instances[i] != chaos.instances[i] {
+            failures.push(format!(
+                "p{i}: its instances ended differently (status code, runtime status, output):\n  \
+                 clean run: {:?}\n  chaos run: {:?}",
+                clean.instances[i], chaos.instances[i]
+            ));
         }
         if let Some(diff) = history::diff(&clean.histories[i], &chaos.histories[i]) {
             failures.push(format!(
@@ -280,9 +290,23 @@ fn run(
     };
     let took = started.elapsed();
     let histories = read_histories(azurite, hub, programs.len());
+    let instances = histories
+        .iter()
+        .map(|h| {
+            h.keys()
+                .map(|id| {
+                    let (code, doc) =
+                        cluster.get(&format!("/runtime/webhooks/durabletask/instances/{id}"));
+                    let status = json!([code, doc["runtimeStatus"], doc["output"]]);
+                    (id.clone(), status)
+                })
+                .collect()
+        })
+        .collect();
     Run {
         statuses,
         histories,
+        instances,
         logs: cluster.logs(),
         chaos: chaos_log,
         took,
