@@ -839,7 +839,15 @@ async fn attempt(
     let changed = cached.row.as_ref().is_none_or(|(w, _)| row.differs_from(w));
     // A client's 202 waits for this checkpoint: the instance must be visible.
     let acking = settle.iter().any(Work::acked);
-    if settled || ((flush_all || acking) && changed) {
+    // Once its start message is deleted, only the row shows the instance to
+    // the next owner's recovery scan (which runs again the activities a dead
+    // host ran locally): without it, an instance whose host died within the
+    // second would wait forever.
+    let start_settled = settle.iter().any(|w| {
+        matches!(w, Work::Message { message, .. }
+            if matches!(message.event, ControlEvent::Event(HistoryEvent::ExecutionStarted(_))))
+    });
+    if settled || ((flush_all || acking || start_settled) && changed) {
         write_row(engine, part, &mut cached, row).await?;
         cached.row_due = None;
     } else if changed {
