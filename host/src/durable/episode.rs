@@ -179,21 +179,38 @@ async fn attempt(
     );
     // A start message begins a new execution when there is none yet, or the
     // previous one finished (a restart) or continued as new.
-    let start = messages.iter().find_map(|m| match &m.event {
-        ControlEvent::Event(HistoryEvent::ExecutionStarted(e)) => Some((*m, e.clone())),
-        _ => None,
-    });
     let current_execution = cache.as_ref().map(|c| c.history.execution_id.clone());
-    let starting = match (&start, &state) {
-        (Some((m, _)), None) => m.execution_id.clone(),
-        (Some((m, _)), Some(s))
-            if (s.status.is_terminal() || s.status == RuntimeStatus::ContinuedAsNew)
-                && m.execution_id != current_execution =>
-        {
-            m.execution_id.clone()
+    let mut starting = None;
+    for m in &messages {
+        if !matches!(
+            m.event,
+            ControlEvent::Event(HistoryEvent::ExecutionStarted(_))
+        ) {
+            continue;
         }
-        _ => None,
-    };
+        match &state {
+            None => starting = m.execution_id.clone(),
+            Some(s)
+                if (s.status.is_terminal() || s.status == RuntimeStatus::ContinuedAsNew)
+                    && m.execution_id != current_execution =>
+            {
+                // The start of an execution that already ran here (the
+                // queued copy of a local start, a continue-as-new or
+                // sub-orchestration start delivered again) is stale: taking
+                // it would run a finished instance once more from an old input.
+                let Some(execution) = &m.execution_id else {
+                    continue;
+                };
+                if !history::has_execution(hub, id, execution).await? {
+                    starting = Some(execution.clone());
+                }
+            }
+            Some(_) => {}
+        }
+        if starting.is_some() {
+            break;
+        }
+    }
 
     let Some(execution_id) = starting.clone().or(current_execution) else {
         // Messages for an instance that has not started: its start message may
