@@ -186,16 +186,29 @@ fn one_seed(seed: u64, settings: &Settings) {
         ),
     )
     .unwrap();
-    let first: Vec<&String> = failures.iter().take(3).collect();
+    // The console gets the start of the first failures; the report has all.
+    let first: Vec<String> = failures
+        .iter()
+        .take(3)
+        .map(|f| {
+            let lines: Vec<&str> = f.lines().collect();
+            let mut s = lines
+                .iter()
+                .take(60)
+                .copied()
+                .collect::<Vec<_>>()
+                .join("\n");
+            if lines.len() > 60 {
+                s.push_str("\n  ... (the rest in the report)");
+            }
+            s
+        })
+        .collect();
     panic!(
         "replay seed {seed}: {} failure(s); the first:\n{}\n\nThe programs, the chaos and \
          the hosts' output: {}\nAgain: REPLAY_SEED={seed} cargo test -p host --test durable_replay",
         failures.len(),
-        first
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join("\n\n"),
+        first.join("\n\n"),
         report.display()
     );
 }

@@ -211,34 +211,38 @@ pub fn diff(expected: &Histories, actual: &Histories) -> Option<String> {
             continue;
         }
         let _ = writeln!(out, "instance '{id}':");
-        let show = |h: Option<&Vec<Execution>>| -> Vec<String> {
-            match h {
-                None => vec!["(no such instance)".to_string()],
-                Some(executions) => executions
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(i, x)| {
-                        std::iter::once(format!("execution {i}:"))
-                            .chain(x.decided.iter().map(|l| format!("  decided  {l}")))
-                            .chain(x.arrived.iter().map(|l| format!("  arrived  {l}")))
-                            .chain(x.problems.iter().map(|l| format!("  PROBLEM  {l}")))
-                            .chain(std::iter::once("  as recorded:".to_string()))
-                            .chain(x.raw.iter().map(|e| format!("    {e}")))
-                    })
-                    .collect(),
+        // The normalized lines (compared) and, after them, the events as recorded.
+        let show = |h: Option<&Vec<Execution>>| -> (Vec<String>, Vec<String>) {
+            let Some(executions) = h else {
+                return (vec!["(no such instance)".to_string()], Vec::new());
+            };
+            let mut lines = Vec::new();
+            let mut raw = Vec::new();
+            for (i, x) in executions.iter().enumerate() {
+                lines.push(format!("execution {i}:"));
+                lines.extend(x.decided.iter().map(|l| format!("  decided  {l}")));
+                lines.extend(x.arrived.iter().map(|l| format!("  arrived  {l}")));
+                lines.extend(x.problems.iter().map(|l| format!("  PROBLEM  {l}")));
+                raw.push(format!("execution {i}:"));
+                raw.extend(x.raw.iter().map(|e| format!("  {e}")));
             }
+            (lines, raw)
         };
         let (e, a) = (show(e), show(a));
-        let first = e
-            .iter()
-            .zip(&a)
-            .position(|(x, y)| x != y)
-            .unwrap_or(e.len().min(a.len()));
-        for (name, lines) in [("clean run", &e), ("chaos run", &a)] {
+        let first =
+            e.0.iter()
+                .zip(&a.0)
+                .position(|(x, y)| x != y)
+                .unwrap_or(e.0.len().min(a.0.len()));
+        for (name, (lines, raw)) in [("clean run", &e), ("chaos run", &a)] {
             let _ = writeln!(out, "  {name}:");
             for (i, l) in lines.iter().enumerate() {
                 let mark = if i == first { ">>" } else { "  " };
                 let _ = writeln!(out, "  {mark} {l}");
+            }
+            let _ = writeln!(out, "    as recorded:");
+            for l in raw {
+                let _ = writeln!(out, "      {l}");
             }
         }
     }
