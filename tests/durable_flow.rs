@@ -289,3 +289,91 @@ fn two_hosts_share_a_fan_out_of_1000() {
     assert!(on_a > 0 && on_b > 0, "a ran {on_a}, b ran {on_b}");
     assert!(on_a + on_b >= 1000);
 }
+
+/// The start of an execution that already ran (the queued copy of a local
+/// start, coming 60 s later; a continue-as-new start delivered again) does
+/// not run a finished instance once more.
+#[test]
+fn a_stale_start_does_not_run_a_finished_instance_again() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["replay_fixtures"], "");
+    let host = p.start(&["--verbose"]);
+    let id = "stale-1";
+    // Two executions: a timer, then (continued as new) an activity.
+    let program = json!({"program": {"generations": [
+        [{"op": "timer", "ms": 100}],
+        [{"op": "activity", "tag": "a", "fail": false, "sleep_ms": 0}],
+    ]}});
+    let r = client()
+        .post(host.url(&format!(
+            "/runtime/webhooks/durabletask/orchestrators/ReplayProgram/{id}"
+        )))
+        .json(&program)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let url = host.url(&format!("/runtime/webhooks/durabletask/instances/{id}"));
+    let done = output(&url);
+
+    let storage = host::storage::azure::connect(&azurite.connection_string).unwrap();
+    let hub = host::durable::hub::Hub::new("TestHub", 4, storage);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let starts = |hub: &host::durable::hub::Hub| {
+        rt.block_on(async {
+            let rows = hub
+                .storage
+                .tables
+                .query_partition(&hub.history_table(), id)
+                .await
+                .unwrap();
+            let mut starts = Vec::new();
+            for row in rows.iter().filter(|r| r.row_key != "sentinel") {
+                let data = hub.payload(row, "Data").await.unwrap().unwrap();
+                let record: host::durable::model::StoredRecord =
+                    serde_json::from_str(&data).unwrap();
+                if let host::durable::model::Record::Event(
+                    e @ host::runtime::durable::HistoryEvent::ExecutionStarted(_),
+                ) = record.record
+                {
+                    starts.push((row.str("ExecutionId").unwrap().to_string(), e));
+                }
+            }
+            starts
+        })
+    };
+    let before = starts(&hub);
+    assert_eq!(before.len(), 2, "two executions: {before:?}");
+    // Messages this instance's episodes ignored ("ignoring N message(s) after it finished").
+    let ignored = |host: &support::Host| -> usize {
+        host.output()
+            .lines()
+            .filter_map(|l| l.split(&format!("'{id}': ignoring ")).nth(1))
+            .filter_map(|rest| rest.split(' ').next()?.parse::<usize>().ok())
+            .sum()
+    };
+    let already = ignored(&host);
+    rt.block_on(async {
+        for (execution, event) in &before {
+            let start = host::durable::model::ControlMessage {
+                instance_id: id.to_string(),
+                execution_id: Some(execution.clone()),
+                event: host::durable::model::ControlEvent::Event(event.clone()),
+                parent: None,
+                id: None,
+            };
+            hub.send_control(&start, Duration::ZERO).await.unwrap();
+        }
+    });
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while ignored(&host) < already + 2 {
+        assert!(
+            std::time::Instant::now() < end,
+            "the stale starts were not ignored; the executions now: {:?}\n{}",
+            starts(&hub).iter().map(|(e, _)| e).collect::<Vec<_>>(),
+            host.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(starts(&hub).len(), 2, "{}", host.output());
+    assert_eq!(output(&url), done);
+}

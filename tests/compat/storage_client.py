@@ -12,12 +12,22 @@ Usage (the connection string comes from AZURE_STORAGE_CONNECTION_STRING):
   storage_client.py download CONTAINER NAME   the blob's text (exit 3 if missing)
   storage_client.py list CONTAINER [PREFIX]   one name per line
   storage_client.py metadata CONTAINER [PREFIX]   JSON lines {"name", "metadata"}
+  storage_client.py duplicate SEED PERCENT MAX_DELAY_S QUEUE...
+                                              peek the queues every 50 ms and send a copy of
+                                              PERCENT % of the messages seen (byte for byte),
+                                              visible after 0..MAX_DELAY_S s: a redelivery.
+                                              One JSON line per copy. On "stop" on stdin: stop
+                                              copying, wait until every copy was taken, print
+                                              "drained" and exit
 """
 
 import json
 import os
+import random
 import sys
 from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContentSettings
@@ -104,8 +114,53 @@ def main(args):
                 print(json.dumps({"name": b.name, "metadata": b.metadata or {}}))
         except ResourceNotFoundError:
             pass
+    elif cmd == "duplicate":
+        duplicate(int(args[1]), int(args[2]), int(args[3]), args[4:])
     else:
         sys.exit(f"unknown command {cmd!r}")
+
+
+def duplicate(seed, percent, max_delay_s, names):
+    """Redeliveries, as after a host that died between its checkpoint and
+    the delete: a message taken again once the original was processed."""
+    rng = random.Random(seed)
+    queues = {n: QueueClient.from_connection_string(CONN, n) for n in names}
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+    seen = set()
+    copies = {}  # copy id -> (queue, visible at)
+    while not stop.is_set():
+        for name, q in queues.items():
+            try:
+                peeked = q.peek_messages(max_messages=32)
+            except ResourceNotFoundError:
+                continue
+            for m in peeked:
+                if m.id in seen or m.id in copies:
+                    continue
+                seen.add(m.id)
+                if rng.randrange(100) >= percent:
+                    continue
+                delay = rng.randrange(max_delay_s + 1)
+                copy = q.send_message(m.content, visibility_timeout=delay)
+                copies[copy.id] = (name, time.time() + delay)
+                print(json.dumps({"queue": name, "id": m.id, "copy": copy.id,
+                                  "delay_s": delay, "text": m.content[:300]}), flush=True)
+        time.sleep(0.05)
+    # Every copy visible by now, and taken by a host (no longer to be peeked).
+    while True:
+        now = time.time()
+        waiting = [c for c, (_, at) in copies.items() if at > now]
+        visible = set()
+        for q in queues.values():
+            try:
+                visible.update(m.id for m in q.peek_messages(max_messages=32))
+            except ResourceNotFoundError:
+                pass
+        if not waiting and not (visible & copies.keys()):
+            break
+        time.sleep(0.2)
+    print("drained", flush=True)
 
 
 if __name__ == "__main__":

@@ -278,6 +278,15 @@ impl Host {
             .count()
     }
 
+    /// How many lines printed after the first `from` bytes contain `needle`,
+    /// and how many bytes were printed: counts a long output piece by piece.
+    pub fn count_from(&self, needle: &str, from: usize) -> (usize, usize) {
+        let text = self.output.text.lock().unwrap();
+        let from = from.min(text.len());
+        let count = text[from..].lines().filter(|l| l.contains(needle)).count();
+        (count, text.len())
+    }
+
     /// SIGTERM, then wait for the exit (at most `deadline`).
     pub fn terminate(&mut self, deadline: Duration) -> ExitStatus {
         let _ = Command::new("kill")

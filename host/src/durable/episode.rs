@@ -225,21 +225,38 @@ async fn attempt(
     );
     // A start message begins a new execution when there is none yet, or the
     // previous one finished (a restart) or continued as new.
-    let start = messages.iter().find_map(|m| match &m.event {
-        ControlEvent::Event(HistoryEvent::ExecutionStarted(e)) => Some((*m, e.clone())),
-        _ => None,
-    });
     let current_execution = cache.as_ref().map(|c| c.history.execution_id.clone());
-    let starting = match (&start, &state) {
-        (Some((m, _)), None) => m.execution_id.clone(),
-        (Some((m, _)), Some(s))
-            if (s.status.is_terminal() || s.status == RuntimeStatus::ContinuedAsNew)
-                && m.execution_id != current_execution =>
-        {
-            m.execution_id.clone()
+    let mut starting = None;
+    for m in &messages {
+        if !matches!(
+            m.event,
+            ControlEvent::Event(HistoryEvent::ExecutionStarted(_))
+        ) {
+            continue;
         }
-        _ => None,
-    };
+        match &state {
+            None => starting = m.execution_id.clone(),
+            Some(s)
+                if (s.status.is_terminal() || s.status == RuntimeStatus::ContinuedAsNew)
+                    && m.execution_id != current_execution =>
+            {
+                // The start of an execution that already ran here (the
+                // queued copy of a local start, a continue-as-new or
+                // sub-orchestration start delivered again) is stale: taking
+                // it would run a finished instance once more from an old input.
+                let Some(execution) = &m.execution_id else {
+                    continue;
+                };
+                if !history::has_execution(hub, id, execution).await? {
+                    starting = Some(execution.clone());
+                }
+            }
+            Some(_) => {}
+        }
+        if starting.is_some() {
+            break;
+        }
+    }
 
     let Some(execution_id) = starting.clone().or(current_execution) else {
         // Messages for an instance that has not started: its start message may
@@ -304,6 +321,8 @@ async fn attempt(
         parent: None,
         completed: Default::default(),
         fired: Default::default(),
+        scheduled: Default::default(),
+        timers: Default::default(),
         output: None,
         completed_at: None,
         messages: Default::default(),
@@ -330,7 +349,15 @@ async fn attempt(
         };
         match &c.event {
             ControlEvent::Event(HistoryEvent::ExecutionStarted(e)) => {
-                if starting.is_some() && c.execution_id.as_deref() == Some(execution_id.as_str()) {
+                // Once: the same start can come twice in one batch (sent
+                // again by a parent replaying after a crash, or redelivered).
+                let recorded = new
+                    .iter()
+                    .any(|r| matches!(r.record, Record::Event(HistoryEvent::ExecutionStarted(_))));
+                if starting.is_some()
+                    && c.execution_id.as_deref() == Some(execution_id.as_str())
+                    && !recorded
+                {
                     name = e.name.clone();
                     input = e.input.clone();
                     created = e.timestamp;
@@ -901,7 +928,15 @@ async fn attempt(
     let changed = cached.row.as_ref().is_none_or(|(w, _)| row.differs_from(w));
     // A client's 202 waits for this checkpoint: the instance must be visible.
     let acking = settle.iter().any(Work::acked);
-    if settled || ((flush_all || acking) && changed) {
+    // Once its start message is deleted, only the row shows the instance to
+    // the next owner's recovery scan (which runs again the activities a dead
+    // host ran locally): without it, an instance whose host died within the
+    // second would wait forever.
+    let start_settled = settle.iter().any(|w| {
+        matches!(w, Work::Message { message, .. }
+            if matches!(message.event, ControlEvent::Event(HistoryEvent::ExecutionStarted(_))))
+    });
+    if settled || ((flush_all || acking || start_settled) && changed) {
         write_row(engine, part, &mut cached, row).await?;
         cached.row_due = None;
     } else if changed {

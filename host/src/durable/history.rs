@@ -118,6 +118,28 @@ pub async fn load(hub: &Hub, instance_id: &str) -> Result<Option<History>, Stora
     }))
 }
 
+/// Whether the instance has history rows of `execution_id` (a current or
+/// earlier execution: continue-as-new and restarts leave the rows of the
+/// executions before them).
+pub async fn has_execution(
+    hub: &Hub,
+    instance_id: &str,
+    execution_id: &str,
+) -> Result<bool, StorageError> {
+    let quote = |s: &str| s.replace('\'', "''");
+    let filter = format!(
+        "PartitionKey eq '{}' and ExecutionId eq '{}'",
+        quote(instance_id),
+        quote(execution_id)
+    );
+    let page = hub
+        .storage
+        .tables
+        .query(&hub.history_table(), Some(&filter), Some(1), None)
+        .await?;
+    Ok(!page.entities.is_empty())
+}
+
 /// Append `new` to the history, starting a new execution first when
 /// `new_execution` is given, and write it. Conflict if another writer
 /// checkpointed since `history` was loaded. Returns the updated history.

@@ -1,9 +1,9 @@
 //! What an instance's history says about it: its name, status, parent, and
 //! which tasks already completed (to drop duplicate results).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use crate::runtime::durable::{HistoryEvent, TaskScheduled};
+use crate::runtime::durable::{HistoryEvent, TaskCompleted, TaskFailed, TaskScheduled};
 
 use super::history::History;
 use super::model::{Parent, Record, RuntimeStatus};
@@ -20,6 +20,10 @@ pub struct InstanceState {
     pub completed: HashSet<u32>,
     /// Ids of timers that fired.
     pub fired: HashSet<u32>,
+    /// Ids of the activities scheduled.
+    pub scheduled: HashSet<u32>,
+    /// The timers created: id → fire time.
+    pub timers: HashMap<u32, u64>,
     /// The final output (or failure text, or termination reason) once terminal.
     pub output: Option<String>,
     /// When it became terminal.
@@ -42,6 +46,8 @@ impl InstanceState {
                         parent: stored.parent.clone(),
                         completed: HashSet::new(),
                         fired: HashSet::new(),
+                        scheduled: HashSet::new(),
+                        timers: HashMap::new(),
                         output: None,
                         completed_at: None,
                         messages: HashSet::new(),
@@ -65,6 +71,12 @@ impl InstanceState {
                         }
                         Record::Event(HistoryEvent::TimerFired(t)) => {
                             s.fired.insert(t.timer_id);
+                        }
+                        Record::Event(HistoryEvent::TaskScheduled(t)) => {
+                            s.scheduled.insert(t.event_id);
+                        }
+                        Record::Event(HistoryEvent::TimerCreated(t)) => {
+                            s.timers.insert(t.event_id, t.fire_at);
                         }
                         Record::Event(HistoryEvent::ExecutionSuspended) => {
                             s.status = RuntimeStatus::Suspended
@@ -134,16 +146,33 @@ impl InstanceState {
             .collect()
     }
 
-    /// Whether `event` is a result this history already has.
+    /// Whether `event` is a result this history must not take: one it
+    /// already has, or the result of an activity or timer it never
+    /// scheduled. An episode sends its messages before its checkpoint, so a
+    /// host that dies in between leaves results of work its history does not
+    /// know; the next owner's replay schedules that work again under the
+    /// same sequence ids, perhaps as something else (a timer where an
+    /// activity was), and a timer with another fire time. Taking such a
+    /// result would fire the new timer early or complete the wrong task.
     pub fn is_duplicate(&self, event: &HistoryEvent) -> bool {
         match event {
-            HistoryEvent::TaskCompleted(c)
-            | HistoryEvent::SubOrchestrationCompleted(c)
-            | HistoryEvent::EntityCallCompleted(c) => self.completed.contains(&c.task_scheduled_id),
-            HistoryEvent::TaskFailed(f)
-            | HistoryEvent::SubOrchestrationFailed(f)
-            | HistoryEvent::EntityCallFailed(f) => self.completed.contains(&f.task_scheduled_id),
-            HistoryEvent::TimerFired(t) => self.fired.contains(&t.timer_id),
+            HistoryEvent::TaskCompleted(TaskCompleted {
+                task_scheduled_id: id,
+                ..
+            })
+            | HistoryEvent::TaskFailed(TaskFailed {
+                task_scheduled_id: id,
+                ..
+            }) => self.completed.contains(id) || !self.scheduled.contains(id),
+            HistoryEvent::SubOrchestrationCompleted(c) | HistoryEvent::EntityCallCompleted(c) => {
+                self.completed.contains(&c.task_scheduled_id)
+            }
+            HistoryEvent::SubOrchestrationFailed(f) | HistoryEvent::EntityCallFailed(f) => {
+                self.completed.contains(&f.task_scheduled_id)
+            }
+            HistoryEvent::TimerFired(t) => {
+                self.fired.contains(&t.timer_id) || self.timers.get(&t.timer_id) != Some(&t.fire_at)
+            }
             _ => false,
         }
     }
@@ -153,7 +182,7 @@ impl InstanceState {
 mod tests {
     use super::*;
     use crate::durable::model::StoredRecord;
-    use crate::runtime::durable::{EventRaised, ExecutionStarted, TaskCompleted};
+    use crate::runtime::durable::{EventRaised, ExecutionStarted, TimerCreated, TimerFired};
 
     fn history(records: Vec<StoredRecord>) -> History {
         History {
@@ -197,5 +226,49 @@ mod tests {
         assert!(state.is_duplicate(&completed));
         assert!(state.messages.contains("m1"));
         assert!(InstanceState::of(&history(vec![])).is_none());
+    }
+
+    /// Results of work whose scheduling the history does not have (sent
+    /// by an episode whose checkpoint was lost) are not taken, nor a timer
+    /// fired for another fire time than the one recorded.
+    #[test]
+    fn results_of_work_the_history_never_scheduled_are_dropped() {
+        let record = |e: HistoryEvent| StoredRecord::new(Record::Event(e), 1);
+        let started = record(HistoryEvent::ExecutionStarted(ExecutionStarted {
+            name: "o".into(),
+            input: None,
+            timestamp: 1,
+        }));
+        let scheduled = record(HistoryEvent::TaskScheduled(TaskScheduled {
+            event_id: 0,
+            name: "a".into(),
+            input: None,
+        }));
+        let timer = record(HistoryEvent::TimerCreated(TimerCreated {
+            event_id: 1,
+            fire_at: 5_000,
+        }));
+        let state = InstanceState::of(&history(vec![started, scheduled, timer])).unwrap();
+        let done = |id| {
+            HistoryEvent::TaskCompleted(TaskCompleted {
+                task_scheduled_id: id,
+                output: None,
+            })
+        };
+        let fired = |id, fire_at| {
+            HistoryEvent::TimerFired(TimerFired {
+                timer_id: id,
+                fire_at,
+            })
+        };
+        assert!(!state.is_duplicate(&done(0)));
+        assert!(state.is_duplicate(&done(1)), "1 is a timer");
+        assert!(state.is_duplicate(&done(2)), "2 was never scheduled");
+        assert!(!state.is_duplicate(&fired(1, 5_000)));
+        assert!(
+            state.is_duplicate(&fired(1, 4_000)),
+            "a lost attempt's timer"
+        );
+        assert!(state.is_duplicate(&fired(0, 5_000)), "0 is an activity");
     }
 }
