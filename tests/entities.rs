@@ -276,6 +276,142 @@ fn signals_are_applied_exactly_once_across_a_sigkill() {
     reaches(&second, "sum", total + 1000);
 }
 
+/// Send `ops` (control messages) packed in one queue message, as a host's
+/// outbox sends them.
+fn send_packed(azurite: &Azurite, instance: &str, ops: &[Value]) {
+    let packed = json!({ "messages": ops }).to_string();
+    let storage = host::storage::azure::connect(&azurite.connection_string).unwrap();
+    let hub = host::durable::hub::Hub::new("TestHub", 4, storage.clone());
+    let queue = hub.control_queue(hub.partition_of(instance));
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        storage
+            .queues
+            .send(&queue, &packed, Duration::ZERO)
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_copy_delivered_after_thousands_of_operations_is_applied_once() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["counter", "entity_fixtures"], "");
+    let host = p.start(&[]);
+    let key = "late-copies";
+    let instance = format!("@counter@{key}");
+    let add = |id: &str, n: i64| {
+        json!({
+            "instance_id": instance,
+            "execution_id": null,
+            "event": {"Entity": {"operation": "add", "input": n.to_string()}},
+            "id": id,
+        })
+    };
+    // A signal from an orchestration, one from another host's clients, and
+    // one whose id names no stream.
+    let originals = [
+        add("orch-x:exec-1:7", 1_000_000),
+        add("c0ffee:1", 100_000),
+        add("4f1cdeadbeef", 10_000),
+    ];
+    send_packed(&azurite, &instance, &originals);
+    reaches(&host, key, 1_110_000);
+
+    // 2,500 operations later (more than the 2,000 ids an entity once kept)...
+    let id = start(&host, "SignalMany", json!({"key": key, "count": 2500}));
+    assert_eq!(output_of(&host, &id), 2500);
+    reaches(&host, key, 1_112_500);
+
+    // ...the same three come again, as after a crash between the entity's
+    // write and the message's delete, with a new signal behind them in the
+    // same message: they run in one episode, so once the new one counts the
+    // copies have been seen, and skipped.
+    let mut again = originals.to_vec();
+    again.push(add("c0ffee:2", 1));
+    send_packed(&azurite, &instance, &again);
+    reaches(&host, key, 1_112_501);
+    assert_eq!(value(&host, key), Some(1_112_501));
+}
+
+/// Rows of the partitions' signal logs other than their fences.
+fn logged_rows(azurite: &Azurite) -> usize {
+    let storage = host::storage::azure::connect(&azurite.connection_string).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut n = 0;
+        for p in 0..4 {
+            let rows = storage
+                .tables
+                .query_partition("TestHubPartitions", &format!("signals-{p:02}"))
+                .await
+                .unwrap();
+            n += rows.iter().filter(|r| r.row_key != "fence").count();
+        }
+        n
+    })
+}
+
+#[test]
+fn acknowledged_signals_survive_a_sigkill_before_they_are_applied() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["counter", "entity_fixtures"], "");
+    let mut first = p.start(&[]);
+    let items = |host: &support::Host| -> Vec<String> {
+        let r = client()
+            .get(host.url(&format!("{API}/entities/fragile/logged")))
+            .send()
+            .unwrap();
+        if r.status() != 200 {
+            return Vec::new();
+        }
+        r.json().unwrap()
+    };
+    // The entity is busy for 10 s with its first operation...
+    assert_eq!(signal(&first, "fragile", "logged", "pause", "10000").0, 202);
+    first.wait_for("Executing 'Functions.Fragile'", RECOVERY);
+    // ...while 200 signals from 10 clients are acknowledged: each 202 means
+    // stored in the signal log of the entity's partition, not yet applied.
+    std::thread::scope(|s| {
+        for t in 0..10 {
+            let first = &first;
+            s.spawn(move || {
+                for i in 0..20 {
+                    let (code, body) = signal(
+                        first,
+                        "fragile",
+                        "logged",
+                        "append",
+                        &format!("\"{t}-{i}\""),
+                    );
+                    assert_eq!(code, 202, "{body}");
+                }
+            });
+        }
+    });
+    assert!(logged_rows(&azurite) >= 200);
+    first.kill();
+
+    // The partition's next owner applies the log: the pause again, then
+    // every append once.
+    let second = p.start(&[]);
+    let got = poll("the 200 logged signals to be applied", RECOVERY, || {
+        let got = items(&second);
+        (got.len() >= 200).then_some(got)
+    });
+    let mut want: Vec<String> = (0..10)
+        .flat_map(|t| (0..20).map(move |i| format!("{t}-{i}")))
+        .collect();
+    let mut sorted = got.clone();
+    sorted.sort();
+    want.sort();
+    assert_eq!(sorted, want, "each acknowledged signal once");
+    assert!(second.output().contains("signal(s) in the log to apply"));
+    // Applied rows are deleted; nothing else comes.
+    poll("the signal logs to be emptied", RECOVERY, || {
+        (logged_rows(&azurite) == 0).then_some(())
+    });
+    assert_eq!(items(&second).len(), 200);
+}
+
 #[test]
 fn two_hosts_share_entities_and_calls_replay_without_sending_again() {
     let azurite = Azurite::start();

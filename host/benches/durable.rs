@@ -62,6 +62,19 @@ fn start_host(root: &std::path::Path) -> Host {
     }
 }
 
+/// One counter of `/admin/metrics` (the line starting with `name`).
+fn metric(c: &reqwest::blocking::Client, host: &Host, name: &str) -> u64 {
+    let text = c
+        .get(format!("{}/admin/metrics", host.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn storage_calls(c: &reqwest::blocking::Client, host: &Host) -> u64 {
     let text = c
         .get(format!("{}/admin/metrics", host.base))
@@ -263,6 +276,7 @@ fn main() {
         }
         // From HTTP clients: 5,000 signals from 32 threads.
         let total = 5000u32;
+        let appends = metric(&c, &host, "fnhost_durable_signal_log_appends_total ");
         let calls = storage_calls(&c, &host);
         let t = Instant::now();
         let next = std::sync::atomic::AtomicU32::new(0);
@@ -288,13 +302,16 @@ fn main() {
         });
         wait_tallies(&c, &host, "h", entities, total / entities);
         let took = t.elapsed();
+        // The signal log deletes applied rows up to half a second later: count them too.
+        std::thread::sleep(Duration::from_millis(1500));
         let used = storage_calls(&c, &host) - calls;
         println!(
-            "{total} signals from 32 HTTP clients to {entities} entit{}: {:.2} s, {:.0} operations/s, {:.3} storage transactions per operation",
+            "{total} signals from 32 HTTP clients to {entities} entit{}: {:.2} s, {:.0} operations/s, {:.3} storage transactions per operation ({} signal log appends)",
             if entities == 1 { "y" } else { "ies" },
             took.as_secs_f64(),
             f64::from(total) / took.as_secs_f64(),
-            used as f64 / f64::from(total)
+            used as f64 / f64::from(total),
+            metric(&c, &host, "fnhost_durable_signal_log_appends_total ") - appends,
         );
 
         // From an orchestration: 5,000 signals in one episode.

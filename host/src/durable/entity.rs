@@ -1,16 +1,16 @@
 //! Durable entities: instances `@name@key` (DTFx's naming) whose operations
-//! arrive as control messages on the partition of that id, and run one at a
-//! time, in arrival order, in batches: an episode hands every operation
-//! waiting for the entity to its function in one call and stores the new
-//! state with one write.
+//! arrive as control messages on the partition of that id (or from the
+//! partition's signal log), and run one at a time, in arrival order, in
+//! batches: an episode hands every operation waiting for the entity to its
+//! function in one call and stores the new state with one write.
 //!
 //! The record of an entity is its Instances row: `Input` holds an envelope
-//! (as Durable Functions keeps one there) with the state and the ids of the
-//! operations applied lately, written with the row's ETag. Signals a dead
-//! host had applied but not yet deleted from the queue come again: their ids
-//! are in the envelope and they are skipped. Signals and starts an operation
-//! sends go out before the state is written, with ids derived from the
-//! operation's, so sending them again after a crash delivers them once.
+//! (as Durable Functions keeps one there) with the state, and `Seen` what it
+//! has applied (see [`super::seen`]), written with the row's ETag. Signals a
+//! dead host had applied but not yet deleted come again: they are recognised
+//! and skipped. Signals and starts an operation sends are stored with the
+//! state, then sent, with ids derived from the operation's, so sending them
+//! again after a crash delivers them once.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -32,13 +32,10 @@ use super::history::History;
 use super::hub::max_delay;
 use super::model::{ControlEvent, ControlMessage, InstanceRow, RuntimeStatus, now_ms};
 use super::partition::{Cached, Partition, Work};
+use super::seen::{self, Seen};
 
 /// Operations handed to the function in one call (and stored with one write).
 const MAX_BATCH: usize = 1000;
-/// Ids of applied operations kept for deduplication, newest last. A
-/// redelivered message comes within minutes (visibility 30 s, a lease
-/// 30 s); 2,000 ids cover that at well over 100 operations a second.
-const RECENT: usize = 2000;
 /// When a recovery message comes back (see `LockOp::Recover`): after a
 /// dead host's lease ends and the partition has a new owner.
 const RECOVER_AFTER: Duration = Duration::from_secs(45);
@@ -180,36 +177,18 @@ pub struct Envelope {
     pub outbox: Vec<Outgoing>,
     #[serde(default, rename = "outboxFrom", skip_serializing_if = "Vec::is_empty")]
     pub outbox_from: Vec<u64>,
-    /// Hashes of the ids of the operations applied lately, oldest first. Kept
-    /// in the row's `Recent` column (base64 of 8 bytes each, ~22 KB for
-    /// 2,000), beside the state, so that `Input` holds what readers want.
+    /// The operations applied lately (see [`super::seen`]). Kept in the
+    /// row's `Seen` column, beside the state, so that `Input` holds what
+    /// readers want.
     #[serde(skip)]
-    pub recent: VecDeque<u64>,
-}
-
-/// `Recent` as stored: the hashes' big-endian bytes, base64.
-fn encode_recent(recent: &VecDeque<u64>) -> String {
-    use base64::Engine as _;
-    let bytes: Vec<u8> = recent.iter().flat_map(|h| h.to_be_bytes()).collect();
-    base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
-}
-
-fn decode_recent(text: &str) -> VecDeque<u64> {
-    use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(text)
-        .unwrap_or_default();
-    bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_be_bytes(c.try_into().expect("chunks of 8")))
-        .collect()
+    pub seen: Seen,
 }
 
 /// An entity's row, its applied ids and its ETag, as stored.
 async fn load(
     engine: &Arc<Engine>,
     id: &str,
-) -> Result<Option<(InstanceRow, VecDeque<u64>, String)>, StorageError> {
+) -> Result<Option<(InstanceRow, Seen, String)>, StorageError> {
     let hub = &engine.hub;
     let Some(e) = hub
         .storage
@@ -219,10 +198,15 @@ async fn load(
     else {
         return Ok(None);
     };
-    let recent = decode_recent(e.str("Recent").unwrap_or_default());
     let etag = e.etag.clone().unwrap_or_default();
     let row = super::instances::from_entity(hub, &e).await?;
-    Ok(Some((row, recent, etag)))
+    let seen = match (e.str("Seen"), e.str("Recent")) {
+        (Some(seen), _) => Seen::decode(seen),
+        // Written before operation ids named streams.
+        (None, Some(hashes)) => Seen::from_hashes(hashes, row.last_updated),
+        (None, None) => Seen::default(),
+    };
+    Ok(Some((row, seen, etag)))
 }
 
 impl Envelope {
@@ -242,13 +226,6 @@ impl Envelope {
             .filter(|_| self.exists)
             .map(Value::to_string)
     }
-}
-
-fn id_hash(id: &str) -> u64 {
-    // FNV-1a, 64 bits: stable across hosts and versions (unlike std's hasher).
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// One entity episode, done again from a fresh read if another writer
@@ -348,10 +325,10 @@ async fn attempt(
 
     if cache.is_none() {
         let mut fresh = Cached::new(History::default());
-        if let Some((row, recent, etag)) = load(engine, id).await? {
+        if let Some((row, seen, etag)) = load(engine, id).await? {
             // The applied ids ride along in memory in the cached row's output.
             let mut row = row;
-            row.output = Some(encode_recent(&recent));
+            row.output = Some(seen.encode());
             fresh.row = Some((row, etag));
         }
         *cache = Some(fresh);
@@ -360,7 +337,7 @@ async fn attempt(
     let mut envelope = match &cached.row {
         Some((row, _)) => {
             let mut envelope = Envelope::of(row).map_err(StorageError::Other)?;
-            envelope.recent = decode_recent(row.output.as_deref().unwrap_or_default());
+            envelope.seen = Seen::decode(row.output.as_deref().unwrap_or_default());
             envelope
         }
         None => Envelope::default(),
@@ -368,17 +345,19 @@ async fn attempt(
     let created = cached.row.as_ref().map_or(now, |(r, _)| r.created);
 
     // Operations already applied (a message delivered again) are skipped.
-    let recent: HashSet<u64> = envelope.recent.iter().copied().collect();
+    // `taken`: hashes of this episode's ids, for `outbox_from`.
     let mut taken: HashSet<u64> = HashSet::new();
+    let mut keys: Vec<seen::Key> = Vec::new();
     let mut fresh_ops: Vec<Queued> = Vec::new();
     let mut repeated = false;
     for (m, op) in ops {
         if let Some(mid) = &m.id {
-            let h = id_hash(mid);
+            let h = seen::id_hash(mid);
             repeated |= envelope.outbox_from.contains(&h);
-            if recent.contains(&h) || !taken.insert(h) {
+            if envelope.seen.has(mid) || !taken.insert(h) {
                 continue;
             }
+            keys.push(seen::key(mid));
         }
         fresh_ops.push(Queued {
             id: m.id.clone(),
@@ -458,7 +437,9 @@ async fn attempt(
             parent: None,
             id: Some(uuid::Uuid::new_v4().simple().to_string()),
         };
-        taken.insert(id_hash(recover.id.as_deref().unwrap_or_default()));
+        let recover_id = recover.id.as_deref().unwrap_or_default();
+        taken.insert(seen::id_hash(recover_id));
+        keys.push(seen::key(recover_id));
         engine.hub.send_control(&recover, RECOVER_AFTER).await?;
     }
     envelope.outbox_from = if outbox.is_empty() {
@@ -478,17 +459,18 @@ async fn attempt(
         })?),
         None => None,
     };
-    envelope.recent.extend(taken);
-    while envelope.recent.len() > RECENT {
-        envelope.recent.pop_front();
+    for key in keys {
+        envelope.seen.insert(key, now);
     }
+    let window = u64::try_from(engine.config.entity_idle.as_millis()).unwrap_or(u64::MAX);
+    envelope.seen.trim(now, window, seen::BUDGET);
     let row = InstanceRow {
         instance_id: id.to_string(),
         name: name.to_string(),
         execution_id: String::new(),
         status: RuntimeStatus::Running,
         input: Some(serde_json::to_string(&envelope).expect("envelopes serialize")),
-        output: Some(encode_recent(&envelope.recent)),
+        output: Some(envelope.seen.encode()),
         custom_status: None,
         created,
         last_updated: now,
@@ -752,6 +734,8 @@ fn effects(
     sends: &mut Vec<ControlMessage>,
     delayed: &mut Vec<(ControlMessage, Duration)>,
 ) {
+    // One stream per operation, its signals in order (see `seen`).
+    let stream = derived_id(&[from, origin, "signals"]);
     for (i, s) in outcome.signals.into_iter().enumerate() {
         let message = ControlMessage {
             instance_id: instance_id(&s.target.name, &s.target.key),
@@ -761,7 +745,7 @@ fn effects(
                 ..EntityOp::new(s.operation, s.input)
             })),
             parent: None,
-            id: Some(derived_id(&[from, origin, "signal", &i.to_string()])),
+            id: Some(format!("{stream}:{i}")),
         };
         match s.scheduled_time {
             Some(at) if at > now => {
@@ -834,7 +818,7 @@ async fn write(
         .with("CreatedTime", super::model::iso(row.created))
         .with("LastUpdatedTime", super::model::iso(row.last_updated))
         .with("CompletedTime", "")
-        .with("Recent", row.output.as_deref().unwrap_or_default());
+        .with("Seen", row.output.as_deref().unwrap_or_default());
     hub.set_payload(&mut entity, "Input", id, row.input.as_deref())
         .await?;
     let op = match etag {
@@ -865,11 +849,10 @@ mod tests {
     }
 
     #[test]
-    fn envelopes_read_back_and_hashes_are_stable() {
+    fn envelopes_read_back() {
         let env = Envelope {
             exists: true,
             state: Some(serde_json::json!({"n": 5})),
-            recent: [1, 2].into(),
             ..Envelope::default()
         };
         let row = InstanceRow {
@@ -886,10 +869,6 @@ mod tests {
         };
         let back = Envelope::of(&row).unwrap();
         assert_eq!(back.state_json().as_deref(), Some(r#"{"n":5}"#));
-        let recent = decode_recent(&encode_recent(&env.recent));
-        assert_eq!(recent, VecDeque::from([1, 2]));
-        assert_eq!(encode_recent(&[7u64; 2000].into()).len(), 21_334);
-        assert_eq!(id_hash("abc"), 0xe71f_a219_0541_574b);
     }
 
     fn op(id: &str, from: Option<&str>, lock: Option<LockOp>) -> Queued {

@@ -1,7 +1,8 @@
 //! The client side of entities: signals, state reads, listing and deletion,
 //! for functions (the `durable-client` import) and the management API.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -24,10 +25,49 @@ pub struct EntitySummary {
     pub state: Option<String>,
 }
 
+/// Ids of the signals this host sends for clients: `{stream}:{n}`, `n`
+/// counting per entity from 1, so that an entity remembers one run of
+/// positions per host, however many signals it gets (see `super::seen`).
+pub struct SignalIds {
+    inner: Mutex<(String, HashMap<String, u64>)>,
+}
+
+/// Entities counted for at most; past that a new stream starts.
+const COUNTED: usize = 100_000;
+
+impl Default for SignalIds {
+    fn default() -> SignalIds {
+        SignalIds {
+            inner: Mutex::new((new_stream(), HashMap::new())),
+        }
+    }
+}
+
+fn new_stream() -> String {
+    format!("c{}", uuid::Uuid::new_v4().simple())
+}
+
+impl SignalIds {
+    /// The id of the next signal to `entity` (its instance id).
+    pub fn next(&self, entity: &str) -> String {
+        let mut inner = self.inner.lock().expect("signal ids lock");
+        if inner.1.len() >= COUNTED && !inner.1.contains_key(entity) {
+            *inner = (new_stream(), HashMap::new());
+        }
+        let n = {
+            let n = inner.1.entry(entity.to_string()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        format!("{}:{n}", inner.0)
+    }
+}
+
 impl Engine {
     /// Send `operation` to the entity `name`/`key`, one-way. Returns once the
-    /// signal is durable: checkpointed by this host when it owns the
-    /// entity's partition (no queue message), else stored in the queue.
+    /// signal is durable: in the partition's signal log when this host owns
+    /// the entity's partition (or, for a large input or while the log is not
+    /// ready, in the entity's next write), else stored in the control queue.
     pub async fn signal_entity(
         self: &Arc<Self>,
         name: &str,
@@ -74,7 +114,7 @@ impl Engine {
                 ..EntityOp::new(operation, input)
             })),
             parent: None,
-            id: Some(uuid::Uuid::new_v4().simple().to_string()),
+            id: Some(self.signal_ids.next(&id)),
         };
         if let Some(at) = scheduled {
             let delay = Duration::from_millis(at - now).min(Duration::from_secs(6 * 24 * 3600));
@@ -83,6 +123,9 @@ impl Engine {
         }
         let partition = self.hub.partition_of(&id);
         if let Some(part) = self.owned(partition).filter(|p| p.is_active()) {
+            if super::signal_log::append(self, &part, message.clone()).await {
+                return Ok(());
+            }
             let (done, applied) = tokio::sync::oneshot::channel();
             part.push(
                 self,
@@ -126,6 +169,13 @@ impl Engine {
         name: &str,
         key: &str,
     ) -> Result<Option<String>, ClientError> {
+        // Signals this host has stored for the entity are applied first, so
+        // that a client reads what it has just sent (waiting a second at most).
+        let id = instance_id(name, key);
+        if let Some(part) = self.owned(self.hub.partition_of(&id)) {
+            part.hurry(&id);
+            part.wait_quiet(&id, Duration::from_secs(1)).await;
+        }
         match self.entity_record(name, key).await {
             Ok((_, envelope)) => Ok(envelope.state_json()),
             Err(ClientError::NotFound(_)) => Ok(None),

@@ -6,6 +6,9 @@
 //! held longer than half its visibility timeout is made invisible again, so
 //! the timeout can be short (30 s) and a host that dies holding it delays its
 //! work by that much, not by minutes.
+//!
+//! A client signal stored in a partition's signal log is held the same way:
+//! settling it lets the log delete its row.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use crate::storage::{QueueMessage, Storage, StorageError};
 
-/// One received queue message and how many of its inner messages are unsettled.
+/// One received queue message (or logged signal) and how many of its inner
+/// messages are unsettled.
 pub struct Held {
     pub queue: String,
     message: tokio::sync::Mutex<QueueMessage>,
@@ -26,6 +30,37 @@ pub struct Held {
     done: AtomicBool,
     /// The partition whose control queue it came from (None: work items).
     pub partition: Option<u32>,
+    /// A row of a signal log instead of a queue message.
+    log: Option<(Arc<super::signal_log::Lane>, String)>,
+}
+
+impl Held {
+    /// A signal stored as `row_key` in `lane`'s log: settled, its row goes.
+    pub fn logged(
+        lane: Arc<super::signal_log::Lane>,
+        row_key: String,
+        partition: u32,
+    ) -> Arc<Held> {
+        Arc::new(Held {
+            queue: String::new(),
+            message: tokio::sync::Mutex::new(QueueMessage {
+                id: row_key.clone(),
+                pop_receipt: String::new(),
+                dequeue_count: 1,
+                insertion_time: std::time::SystemTime::UNIX_EPOCH,
+                expiration_time: std::time::SystemTime::UNIX_EPOCH,
+                next_visible_time: std::time::SystemTime::UNIX_EPOCH,
+                text: String::new(),
+            }),
+            id: row_key.clone(),
+            remaining: AtomicUsize::new(1),
+            hidden_at: Mutex::new(Instant::now()),
+            visibility: Duration::ZERO,
+            done: AtomicBool::new(false),
+            partition: Some(partition),
+            log: Some((lane, row_key)),
+        })
+    }
 }
 
 /// Every message this host holds, for settling and renewal.
@@ -66,6 +101,7 @@ impl Holds {
             visibility,
             done: AtomicBool::new(false),
             partition,
+            log: None,
         });
         self.held
             .lock()
@@ -79,6 +115,11 @@ impl Holds {
         if held.done.load(Ordering::Acquire) || held.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
+        if let Some((lane, row_key)) = &held.log {
+            held.done.store(true, Ordering::Release);
+            lane.settled(row_key.clone());
+            return;
+        }
         self.finish(held);
         let message = held.message.lock().await;
         match storage.queues.delete(&held.queue, &message).await {
@@ -90,7 +131,8 @@ impl Holds {
     /// Give `held` back to the queue at once (or after `delay`) without
     /// deleting it: another host, or this one later, takes it again.
     pub async fn abandon(&self, storage: &Storage, held: &Arc<Held>, delay: Duration) {
-        if held.done.swap(true, Ordering::AcqRel) {
+        if held.done.swap(true, Ordering::AcqRel) || held.log.is_some() {
+            // A logged signal's row stays for the partition's next owner.
             return;
         }
         self.held.lock().expect("holds lock").remove(&held.id);

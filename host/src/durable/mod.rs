@@ -23,6 +23,8 @@ mod outbox;
 mod ownership;
 mod partition;
 mod poison;
+mod seen;
+mod signal_log;
 mod state;
 
 use std::collections::{HashMap, HashSet};
@@ -83,6 +85,8 @@ pub struct Engine {
     activities: activities::Pool,
     outbox: outbox::Outbox,
     holds: holds::Holds,
+    /// Ids of the signals this host sends for clients.
+    signal_ids: entity_client::SignalIds,
     /// Episodes running at once (maxConcurrentOrchestratorFunctions).
     episode_slots: Arc<Semaphore>,
     activity_waker: Notify,
@@ -109,6 +113,9 @@ pub struct Stats {
     pub replayed_episodes: std::sync::atomic::AtomicU64,
     /// Timer messages that arrived before their time (long timers) and went back.
     pub timer_rearms: std::sync::atomic::AtomicU64,
+    /// Client signals stored in a partition's signal log, and the appends that stored them.
+    pub logged_signals: std::sync::atomic::AtomicU64,
+    pub log_appends: std::sync::atomic::AtomicU64,
 }
 
 impl Stats {
@@ -130,12 +137,20 @@ impl Stats {
              fnhost_durable_episodes_total{{replay=\"full\"}} {}\n\
              # HELP fnhost_durable_timer_rearms_total Timer messages that came before their time (timers beyond the queue's longest delay) and were sent again.\n\
              # TYPE fnhost_durable_timer_rearms_total counter\n\
-             fnhost_durable_timer_rearms_total {}\n",
+             fnhost_durable_timer_rearms_total {}\n\
+             # HELP fnhost_durable_logged_signals_total Client signals to entities stored in a partition's signal log.\n\
+             # TYPE fnhost_durable_logged_signals_total counter\n\
+             fnhost_durable_logged_signals_total {}\n\
+             # HELP fnhost_durable_signal_log_appends_total Table transactions that stored them.\n\
+             # TYPE fnhost_durable_signal_log_appends_total counter\n\
+             fnhost_durable_signal_log_appends_total {}\n",
             get(&self.local_activities),
             get(&self.queued_activities),
             get(&self.continued_episodes),
             get(&self.replayed_episodes),
             get(&self.timer_rearms),
+            get(&self.logged_signals),
+            get(&self.log_appends),
         )
     }
 }
@@ -205,6 +220,7 @@ impl Engine {
             drained: Mutex::new(HashSet::new()),
             ownership: ownership::Ownership::default(),
             holds: holds::Holds::default(),
+            signal_ids: entity_client::SignalIds::default(),
             activity_waker: Notify::new(),
             finished: broadcast::channel(1024).0,
             stop: watch::channel(false).0,
@@ -283,6 +299,7 @@ impl Engine {
             .insert(number, part.clone());
         self.drained.lock().expect("drained lock").remove(&number);
         let poller = tokio::spawn(partition::poll(self.clone(), part.clone()));
+        tokio::spawn(signal_log::keep(self.clone(), part.clone()));
         tokio::spawn(partition::scan(self.clone(), part));
         self.tasks.lock().expect("tasks lock").push(poller);
     }
@@ -306,6 +323,7 @@ impl Engine {
         part.deactivate();
         if graceful {
             part.wait_idle(Duration::from_secs(10)).await;
+            signal_log::delete_settled(self, &part, usize::MAX).await;
             for held in self.holds.of(Some(number)) {
                 self.holds
                     .abandon(&self.hub.storage, &held, Duration::ZERO)
@@ -334,6 +352,7 @@ impl Engine {
             part.flush_all(&engine, Duration::from_secs(10)).await;
             part.deactivate();
             part.wait_idle(Duration::from_secs(10)).await;
+            signal_log::delete_settled(&engine, &part, usize::MAX).await;
             for held in engine.holds.of(Some(number)) {
                 engine
                     .holds
