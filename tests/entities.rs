@@ -365,9 +365,26 @@ fn acknowledged_signals_survive_a_sigkill_before_they_are_applied() {
         }
         r.json().unwrap()
     };
-    // The entity is busy for 10 s with its first operation...
-    assert_eq!(signal(&first, "fragile", "logged", "pause", "10000").0, 202);
-    first.wait_for("Executing 'Functions.Fragile'", RECOVERY);
+    // Until the host has read its partitions' signal logs (just after it
+    // starts), signals take the older way: wait for the log to take one.
+    poll("the signal log to store a signal", RECOVERY, || {
+        assert_eq!(signal(&first, "fragile", "logged", "get", "null").0, 202);
+        let metrics = client()
+            .get(first.url("/admin/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("fnhost_durable_logged_signals_total "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .filter(|n| *n > 0)
+    });
+    // The entity is busy for 15 s with its next operation, and operations
+    // run in order: those after it are not applied before it ends...
+    assert_eq!(signal(&first, "fragile", "logged", "pause", "15000").0, 202);
+    let paused = std::time::Instant::now();
     // ...while 200 signals from 10 clients are acknowledged: each 202 means
     // stored in the signal log of the entity's partition, not yet applied.
     std::thread::scope(|s| {
@@ -389,6 +406,10 @@ fn acknowledged_signals_survive_a_sigkill_before_they_are_applied() {
     });
     assert!(logged_rows(&azurite) >= 200);
     first.kill();
+    assert!(
+        paused.elapsed() < Duration::from_secs(14),
+        "the signals took longer than the pause: nothing is tested"
+    );
 
     // The partition's next owner applies the log: the pause again, then
     // every append once.

@@ -177,11 +177,19 @@ pub struct Envelope {
     pub outbox: Vec<Outgoing>,
     #[serde(default, rename = "outboxFrom", skip_serializing_if = "Vec::is_empty")]
     pub outbox_from: Vec<u64>,
+    /// Signals this entity has sent: their ids are `{stream}:{n}`, one
+    /// stream per entity, so that receivers remember few bytes per sender.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sent: u64,
     /// The operations applied lately (see [`super::seen`]). Kept in the
     /// row's `Seen` column, beside the state, so that `Input` holds what
     /// readers want.
     #[serde(skip)]
     pub seen: Seen,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// An entity's row, its applied ids and its ETag, as stored.
@@ -201,7 +209,7 @@ async fn load(
     let etag = e.etag.clone().unwrap_or_default();
     let row = super::instances::from_entity(hub, &e).await?;
     let seen = match (e.str("Seen"), e.str("Recent")) {
-        (Some(seen), _) => Seen::decode(seen),
+        (Some(seen), _) => Seen::decode(seen, id),
         // Written before operation ids named streams.
         (None, Some(hashes)) => Seen::from_hashes(hashes, row.last_updated),
         (None, None) => Seen::default(),
@@ -337,13 +345,17 @@ async fn attempt(
     let mut envelope = match &cached.row {
         Some((row, _)) => {
             let mut envelope = Envelope::of(row).map_err(StorageError::Other)?;
-            envelope.seen = Seen::decode(row.output.as_deref().unwrap_or_default());
+            envelope.seen = Seen::decode(row.output.as_deref().unwrap_or_default(), id);
             envelope
         }
         None => Envelope::default(),
     };
     let created = cached.row.as_ref().map_or(now, |(r, _)| r.created);
 
+    // What is older than the window counts as new again (as after it is
+    // forgotten): a stream an entity restarted after a deletion is new.
+    let window = u64::try_from(engine.config.entity_idle.as_millis()).unwrap_or(u64::MAX);
+    envelope.seen.trim(now, window, seen::BUDGET);
     // Operations already applied (a message delivered again) are skipped.
     // `taken`: hashes of this episode's ids, for `outbox_from`.
     let mut taken: HashSet<u64> = HashSet::new();
@@ -385,6 +397,9 @@ async fn attempt(
     };
     let mut state = envelope.state_json();
     let mut delayed: Vec<(ControlMessage, Duration)> = Vec::new();
+    // The entity's signals: one stream for each life of the entity (one
+    // deleted and signalled again starts at 1 on a new stream).
+    let stream = derived_id(&[id, &created.to_string(), "signals"]);
     for chunk in runnable.chunks(MAX_BATCH) {
         let operations: Vec<EntityOperation> = chunk
             .iter()
@@ -407,7 +422,15 @@ async fn attempt(
             if let Some(caller) = &op.caller {
                 sends.push(reply(caller, &outcome.outcome));
             }
-            effects(id, &origin, outcome, now, &mut sends, &mut delayed);
+            effects(
+                id,
+                (&stream, &mut envelope.sent),
+                &origin,
+                outcome,
+                now,
+                &mut sends,
+                &mut delayed,
+            );
         }
     }
 
@@ -462,7 +485,6 @@ async fn attempt(
     for key in keys {
         envelope.seen.insert(key, now);
     }
-    let window = u64::try_from(engine.config.entity_idle.as_millis()).unwrap_or(u64::MAX);
     envelope.seen.trim(now, window, seen::BUDGET);
     let row = InstanceRow {
         instance_id: id.to_string(),
@@ -724,19 +746,20 @@ fn reply(
     }
 }
 
-/// The messages an operation's signals and starts become, with ids derived
-/// from the operation's own.
+/// The messages an operation's signals and starts become. Signals take the
+/// next places (`sent`) of the entity's own `stream`; starts get ids derived
+/// from the operation's.
 fn effects(
     from: &str,
+    (stream, sent): (&str, &mut u64),
     origin: &str,
     outcome: OperationResult,
     now: u64,
     sends: &mut Vec<ControlMessage>,
     delayed: &mut Vec<(ControlMessage, Duration)>,
 ) {
-    // One stream per operation, its signals in order (see `seen`).
-    let stream = derived_id(&[from, origin, "signals"]);
-    for (i, s) in outcome.signals.into_iter().enumerate() {
+    for s in outcome.signals {
+        *sent += 1;
         let message = ControlMessage {
             instance_id: instance_id(&s.target.name, &s.target.key),
             execution_id: None,
@@ -745,7 +768,7 @@ fn effects(
                 ..EntityOp::new(s.operation, s.input)
             })),
             parent: None,
-            id: Some(format!("{stream}:{i}")),
+            id: Some(format!("{stream}:{sent}")),
         };
         match s.scheduled_time {
             Some(at) if at > now => {

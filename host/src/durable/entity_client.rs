@@ -174,7 +174,7 @@ impl Engine {
         let id = instance_id(name, key);
         if let Some(part) = self.owned(self.hub.partition_of(&id)) {
             part.hurry(&id);
-            part.wait_quiet(&id, Duration::from_secs(1)).await;
+            part.wait_applied(&id, Duration::from_secs(1)).await;
         }
         match self.entity_record(name, key).await {
             Ok((_, envelope)) => Ok(envelope.state_json()),

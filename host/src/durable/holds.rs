@@ -131,8 +131,14 @@ impl Holds {
     /// Give `held` back to the queue at once (or after `delay`) without
     /// deleting it: another host, or this one later, takes it again.
     pub async fn abandon(&self, storage: &Storage, held: &Arc<Held>, delay: Duration) {
-        if held.done.swap(true, Ordering::AcqRel) || held.log.is_some() {
-            // A logged signal's row stays for the partition's next owner.
+        if let Some((lane, _)) = &held.log {
+            // Its row stays: the log is read again, and the signal comes back.
+            if !held.done.swap(true, Ordering::AcqRel) {
+                lane.given_back();
+            }
+            return;
+        }
+        if held.done.swap(true, Ordering::AcqRel) {
             return;
         }
         self.held.lock().expect("holds lock").remove(&held.id);

@@ -110,6 +110,10 @@ struct Slot {
     last_episode: Option<Instant>,
     /// Set while its next episode waits out [`BATCH_WINDOW`]: wakes it early.
     early: Option<Arc<Notify>>,
+    /// Works handed to it, and works its finished episodes took (for readers
+    /// waiting for what was sent before they read).
+    pushed: u64,
+    finished: u64,
 }
 
 /// An owned partition.
@@ -222,6 +226,7 @@ impl Partition {
             let mut slots = self.slots.lock().expect("partition lock");
             let slot = slots.entry(instance.to_string()).or_default();
             self.backlog.fetch_add(works.len(), Ordering::Relaxed);
+            slot.pushed += works.len() as u64;
             slot.pending.extend(works);
             let start = !slot.running && self.is_active();
             slot.running |= start;
@@ -268,19 +273,24 @@ impl Partition {
         }
     }
 
-    /// Whether `instance` has no work waiting or under way here.
-    pub fn is_quiet(&self, instance: &str) -> bool {
-        self.slots
-            .lock()
-            .expect("partition lock")
-            .get(instance)
-            .is_none_or(|s| !s.running && s.pending.is_empty())
-    }
-
-    /// Wait until `instance` is quiet here, at most `limit`.
-    pub async fn wait_quiet(&self, instance: &str, limit: Duration) {
+    /// Wait until the work handed to `instance` so far has been through an
+    /// episode (at most `limit`; not at all when the partition is going).
+    pub async fn wait_applied(&self, instance: &str, limit: Duration) {
+        let target = match self.slots.lock().expect("partition lock").get(instance) {
+            Some(s) => s.pushed,
+            None => return,
+        };
         let deadline = Instant::now() + limit;
-        while !self.is_quiet(instance) && Instant::now() < deadline {
+        while self.is_active() && Instant::now() < deadline {
+            let done = self
+                .slots
+                .lock()
+                .expect("partition lock")
+                .get(instance)
+                .is_none_or(|s| s.finished >= target);
+            if done {
+                return;
+            }
             let _ = tokio::time::timeout(Duration::from_millis(20), self.idle.notified()).await;
         }
     }
@@ -502,6 +512,7 @@ async fn run_instance(engine: Arc<Engine>, part: Arc<Partition>, id: String) {
             Ok(super::episode::Outcome::Retry(delay)) => Some((delay, None)),
             Err(e) => Some((Duration::from_secs(1), Some(e))),
         };
+        let taken = works.len() as u64;
         // Work whose effects were lost with the cache is taken again.
         let mut works = works;
         if retry.is_some() {
@@ -535,7 +546,10 @@ async fn run_instance(engine: Arc<Engine>, part: Arc<Partition>, id: String) {
                     slot.pending.extend(later);
                     slot.failures += 1;
                 }
-                None => slot.failures = 0,
+                None => {
+                    slot.failures = 0;
+                    slot.finished += taken;
+                }
             }
             slot.failures
         };
@@ -597,6 +611,10 @@ pub async fn poll(engine: Arc<Engine>, part: Arc<Partition>) {
     let mut stop = engine.stop.subscribe();
     let sweep_every = Duration::from_secs(1);
     let mut last_sweep = Instant::now();
+    // What the signal log holds goes first: a client's later signals may be in the queue.
+    part.log
+        .wait_opened(|| part.is_active() && !*stop.borrow())
+        .await;
     loop {
         if !part.is_active() || *stop.borrow() {
             return;

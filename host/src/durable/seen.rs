@@ -35,11 +35,16 @@ pub fn id_hash(id: &str) -> u64 {
     })
 }
 
+/// Marks the stream of an id that names none, so that `x` and `x:0` differ.
+const WHOLE: u64 = 0x9e37_79b9_7f4a_7c15;
+/// Positions are below this (a larger one is not a position: the id is whole).
+const MAX_POSITION: u64 = 1 << 53;
+
 /// The stream and position an id names.
 pub fn key(id: &str) -> Key {
     match split(id) {
         Some((stream, n)) => (id_hash(stream), n),
-        None => (id_hash(id), 0),
+        None => (id_hash(id) ^ WHOLE, 0),
     }
 }
 
@@ -48,7 +53,10 @@ fn split(id: &str) -> Option<(&str, u64)> {
     if stream.is_empty() || n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some((stream, n.parse().ok()?))
+    n.parse()
+        .ok()
+        .filter(|n| *n < MAX_POSITION)
+        .map(|n| (stream, n))
 }
 
 /// The applied positions of every stream heard from lately.
@@ -106,8 +114,7 @@ impl Seen {
     /// Whether the operation `id` was applied. Records written before ids
     /// named streams keep whole ids at position 0: those count too.
     pub fn has(&self, id: &str) -> bool {
-        let legacy = split(id).is_some() && self.contains((id_hash(id), 0));
-        self.contains(key(id)) || legacy
+        self.contains(key(id)) || self.contains((id_hash(id), 0))
     }
 
     pub fn contains(&self, (stream, n): Key) -> bool {
@@ -116,6 +123,7 @@ impl Seen {
 
     /// Note `key` as applied at `now` (ms since the epoch).
     pub fn insert(&mut self, (stream, n): Key, now: u64) {
+        let n = n.min(MAX_POSITION);
         let s = self.streams.entry(stream).or_default();
         s.last = s.last.max(now - now % 1000);
         s.insert(n);
@@ -202,12 +210,22 @@ impl Seen {
         base64::engine::general_purpose::STANDARD_NO_PAD.encode(out)
     }
 
-    /// Read a record; one that does not parse reads as empty.
-    pub fn decode(text: &str) -> Seen {
-        let Ok(bytes) = base64::engine::general_purpose::STANDARD_NO_PAD.decode(text) else {
+    /// Read the record of `entity`; one that does not parse reads as empty
+    /// (and says so: repeats of what it held are not recognised).
+    pub fn decode(text: &str, entity: &str) -> Seen {
+        if text.is_empty() {
             return Seen::default();
-        };
-        Self::parse(&bytes).unwrap_or_default()
+        }
+        let parsed = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(text)
+            .ok()
+            .and_then(|bytes| Self::parse(&bytes));
+        parsed.unwrap_or_else(|| {
+            tracing::warn!(
+                "entity '{entity}': its record of applied operations cannot be read; starting a new one"
+            );
+            Seen::default()
+        })
     }
 
     fn parse(bytes: &[u8]) -> Option<Seen> {
@@ -312,10 +330,16 @@ mod tests {
         assert_eq!(key("inst:exec:17"), (id_hash("inst:exec"), 17));
         assert_eq!(key("c1f0:3"), (id_hash("c1f0"), 3));
         // Not a position: the whole id is a stream of its own.
-        assert_eq!(key("0a1b2c"), (id_hash("0a1b2c"), 0));
-        assert_eq!(key("a:b"), (id_hash("a:b"), 0));
-        assert_eq!(key(":5"), (id_hash(":5"), 0));
-        assert_eq!(key("a:-5"), (id_hash("a:-5"), 0));
+        assert_eq!(key("0a1b2c"), (id_hash("0a1b2c") ^ WHOLE, 0));
+        assert_eq!(key("a:b"), (id_hash("a:b") ^ WHOLE, 0));
+        assert_eq!(key(":5"), (id_hash(":5") ^ WHOLE, 0));
+        assert_eq!(key("a:-5"), (id_hash("a:-5") ^ WHOLE, 0));
+        assert_ne!(key("x"), key("x:0"));
+        let huge = format!("s:{}", u64::MAX);
+        assert_eq!(key(&huge), (id_hash(&huge) ^ WHOLE, 0));
+        let mut seen = Seen::default();
+        seen.insert((1, u64::MAX), 1_000);
+        assert_eq!(Seen::decode(&seen.encode(), "e"), seen);
         assert_eq!(id_hash("abc"), 0xe71f_a219_0541_574b);
     }
 
@@ -356,11 +380,11 @@ mod tests {
         seen.insert(key("o1:e1:7"), t + 5_000);
         seen.insert(key("ffee"), t + 2_000);
         seen.insert(key("c:123456789012"), t + 61_000);
-        let back = Seen::decode(&seen.encode());
+        let back = Seen::decode(&seen.encode(), "e");
         assert_eq!(back, seen);
-        assert_eq!(Seen::decode("not base64!"), Seen::default());
-        assert_eq!(Seen::decode(""), Seen::default());
-        assert_eq!(Seen::decode("AgA"), Seen::default());
+        assert_eq!(Seen::decode("not base64!", "e"), Seen::default());
+        assert_eq!(Seen::decode("", "e"), Seen::default());
+        assert_eq!(Seen::decode("AgA", "e"), Seen::default());
     }
 
     #[test]

@@ -11,15 +11,20 @@
 //! Every append also replaces the log's `fence` row with the ETag this host
 //! got when it took the partition. A new owner changes the fence before it
 //! reads the log, so a former owner that has not noticed yet can no longer
-//! add a row the new owner would never read: its append fails, and its
-//! clients' signals go through the control queue instead. The new owner
-//! applies every row it finds; rows applied already are recognised by their
-//! signal ids (see [`super::seen`]) and only deleted.
+//! add a row the new owner would never read: its append fails, it stops
+//! using the log for good (it never takes the fence back), and its clients'
+//! signals go through the control queue instead. Appends also stop a second
+//! before the partition's lease may lapse. The new owner applies every row
+//! it finds before it takes anything from the control queue (so a client's
+//! signals keep their order across the move); rows applied already are
+//! recognised by their signal ids (see [`super::seen`]) and only deleted.
+//! Row keys start with the time the owner took the partition, so rows of
+//! successive owners sort in that order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, oneshot};
 
@@ -27,44 +32,70 @@ use crate::storage::{Entity, StorageError, TableOp};
 
 use super::Engine;
 use super::holds::Held;
-use super::model::ControlMessage;
+use super::model::{ControlMessage, now_ms};
 use super::partition::{Partition, Work};
 
 /// Rows per append: a table transaction holds 100 writes, one is the fence.
 const APPEND: usize = 99;
+/// Bytes of signals per append: a transaction's body holds 4 MB, and the
+/// JSON of a signal grows when it is quoted into the body.
+const APPEND_BYTES: usize = 2_500_000;
 /// Signals larger than this (JSON) are not logged: a table property holds
 /// 32K characters. They take the older way (the 202 waits for the entity).
 const MAX_MESSAGE: usize = 30_000;
 /// Settled rows are deleted when this many wait, or this long after the first.
 const DELETE_BATCH: usize = 100;
 const DELETE_AFTER: Duration = Duration::from_millis(500);
+/// No append starts later than this before the partition's lease may lapse.
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
 /// The log of one partition, while this host owns it.
-#[derive(Default)]
 pub struct Lane {
     inner: Mutex<Inner>,
     /// Rows settled, or the log must be read again.
     wake: Notify,
-    /// A logged signal was given back: read the log again (see `Holds::abandon`).
+    /// A logged signal was given back, or an append may or may not have been
+    /// stored: read the log again.
     rescan: AtomicBool,
+    /// The log has been read once since the takeover (or cannot be).
+    opened: AtomicBool,
+    opened_wake: Notify,
+    /// Row keys: when this lane began, a random id, then a count.
+    prefix: String,
+}
+
+impl Default for Lane {
+    fn default() -> Lane {
+        Lane {
+            inner: Mutex::default(),
+            wake: Notify::new(),
+            rescan: AtomicBool::new(false),
+            opened: AtomicBool::new(false),
+            opened_wake: Notify::new(),
+            prefix: format!("{:013}-{}", now_ms(), uuid::Uuid::new_v4().simple()),
+        }
+    }
 }
 
 #[derive(Default)]
 struct Inner {
-    /// The fence's ETag: None until this host has read the log after taking
-    /// the partition (appends wait meanwhile), or after an append that may
-    /// or may not have been stored (then the log is read again).
+    /// The fence's ETag as this host last wrote it.
     fence: Option<String>,
+    /// Appends go ahead (the log was read with the fence ours).
     ready: bool,
+    /// This host took the fence at the takeover: later readings only check it is still ours.
+    taken: bool,
+    /// Another host took the fence: this lane never appends again.
+    lost: bool,
     waiting: Vec<Pending>,
     in_flight: bool,
     settled: Vec<String>,
-    /// Row keys: this process's run id and a count.
     next: u64,
 }
 
 struct Pending {
     message: ControlMessage,
+    text: String,
     done: oneshot::Sender<bool>,
 }
 
@@ -74,9 +105,10 @@ fn partition_key(partition: u32) -> String {
 
 const FENCE: &str = "fence";
 
-fn run_id() -> &'static str {
-    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    RUN.get_or_init(|| uuid::Uuid::new_v4().simple().to_string())
+/// Who holds the fence: this host, and this lane of it (a host that loses a
+/// partition and takes it again has a new lane).
+fn owner(engine: &Engine, part: &Partition) -> String {
+    format!("{} {}", engine.host_id, part.log.prefix)
 }
 
 impl Lane {
@@ -98,25 +130,45 @@ impl Lane {
         self.rescan.store(true, Ordering::Release);
         self.wake.notify_one();
     }
+
+    fn open(&self) {
+        self.opened.store(true, Ordering::Release);
+        self.opened_wake.notify_waiters();
+    }
+
+    /// Wait until the log has been read after the takeover, while `active` holds.
+    pub async fn wait_opened(&self, active: impl Fn() -> bool) {
+        while !self.opened.load(Ordering::Acquire) && active() {
+            let _ =
+                tokio::time::timeout(Duration::from_millis(500), self.opened_wake.notified()).await;
+        }
+    }
 }
 
 /// Store `message` (a client's signal to an entity of `part`) in the log and
 /// hand it to its entity. False if it was not logged (the log is not ready,
-/// or the append failed): the caller sends it another way. An append whose
-/// outcome is unknown also answers false: if it was stored after all, the
-/// log's next reading applies it, and the copy sent the other way is then
-/// recognised as a repeat by its id.
+/// the lease is about to lapse, or the append failed): the caller sends it
+/// another way. An append whose outcome is unknown also answers false: if it
+/// was stored after all, the log's next reading applies it, and the copy
+/// sent the other way is then recognised as a repeat by its id.
 pub async fn append(engine: &Arc<Engine>, part: &Arc<Partition>, message: ControlMessage) -> bool {
-    if serde_json::to_string(&message).map_or(true, |t| t.len() > MAX_MESSAGE) {
+    let Ok(text) = serde_json::to_string(&message) else {
+        return false;
+    };
+    if text.len() > MAX_MESSAGE {
         return false;
     }
     let (done, stored) = oneshot::channel();
     let start = {
         let mut inner = part.log.inner.lock().expect("log lock");
-        if !inner.ready || !part.is_active() {
+        if !inner.ready || inner.lost || !part.is_active() {
             return false;
         }
-        inner.waiting.push(Pending { message, done });
+        inner.waiting.push(Pending {
+            message,
+            text,
+            done,
+        });
         !std::mem::replace(&mut inner.in_flight, true)
     };
     if start {
@@ -131,10 +183,14 @@ async fn flush(engine: Arc<Engine>, part: Arc<Partition>) {
     loop {
         let (batch, fence, first) = {
             let mut inner = part.log.inner.lock().expect("log lock");
-            let fence = inner.fence.clone().filter(|_| part.is_active());
+            let usable = inner.ready
+                && !inner.lost
+                && part.is_active()
+                && part.valid_until() > Instant::now() + LEASE_MARGIN;
+            let fence = inner.fence.clone().filter(|_| usable);
             if inner.waiting.is_empty() || fence.is_none() {
                 inner.in_flight = false;
-                // Not ready any more: the waiting go the other way.
+                // Not usable now: the waiting go the other way.
                 let waiting = std::mem::take(&mut inner.waiting);
                 drop(inner);
                 for p in waiting {
@@ -142,27 +198,31 @@ async fn flush(engine: Arc<Engine>, part: Arc<Partition>) {
                 }
                 return;
             }
-            let n = inner.waiting.len().min(APPEND);
+            let mut bytes = 0;
+            let n = inner
+                .waiting
+                .iter()
+                .take(APPEND)
+                .take_while(|p| {
+                    bytes += p.text.len() + p.text.len() / 8 + 200;
+                    bytes <= APPEND_BYTES
+                })
+                .count()
+                .max(1);
             let batch: Vec<Pending> = inner.waiting.drain(..n).collect();
             let first = inner.next;
             inner.next += batch.len() as u64;
             (batch, fence.unwrap_or_default(), first)
         };
-        let rows: Vec<(String, String)> = batch
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let text = serde_json::to_string(&p.message).expect("messages serialize");
-                (format!("{}-{:012}", run_id(), first + i as u64), text)
-            })
+        let keys: Vec<String> = (0..batch.len())
+            .map(|i| format!("{}-{:08}", part.log.prefix, first + i as u64))
             .collect();
-        // A transaction holds at most 4 MB: 99 rows of 30 KB fit.
         let mut ops = vec![TableOp::Replace {
-            entity: Entity::new(&pk, FENCE).with("Owner", engine.host_id.as_str()),
+            entity: Entity::new(&pk, FENCE).with("Owner", owner(&engine, &part)),
             etag: fence,
         }];
-        ops.extend(rows.iter().map(|(key, text)| {
-            TableOp::Insert(Entity::new(&pk, key.as_str()).with("Message", text.as_str()))
+        ops.extend(batch.iter().zip(&keys).map(|(p, key)| {
+            TableOp::Insert(Entity::new(&pk, key.as_str()).with("Message", p.text.as_str()))
         }));
         let result = engine
             .hub
@@ -170,50 +230,53 @@ async fn flush(engine: Arc<Engine>, part: Arc<Partition>) {
             .tables
             .batch(&engine.hub.partitions_table(), ops)
             .await;
-        match result {
-            Ok(etags) => {
-                let fence = etags.first().cloned().flatten();
-                if fence.is_none() {
-                    // Unexpected; the log is read again, which takes the fence anew.
-                    part.log.inner.lock().expect("log lock").ready = false;
-                    part.log.given_back();
-                }
-                part.log.inner.lock().expect("log lock").fence = fence;
-                super::Stats::add(&engine.stats.logged_signals, batch.len());
-                super::Stats::add(&engine.stats.log_appends, 1);
-                let mut by_instance: HashMap<String, Vec<Work>> = HashMap::new();
-                for (p, (key, _)) in batch.iter().zip(rows) {
-                    by_instance
-                        .entry(p.message.instance_id.clone())
-                        .or_default()
-                        .push(work(&part, p.message.clone(), key));
-                }
-                for (instance, works) in by_instance {
-                    part.push(&engine, &instance, works);
-                }
-                for p in batch {
-                    let _ = p.done.send(true);
-                }
+        let fence = match result {
+            Ok(etags) => etags.first().cloned().flatten(),
+            Err(StorageError::Conflict(e)) => {
+                // The fence changed: another host has taken the partition.
+                tracing::debug!(
+                    "partition {}: the signal log's fence moved ({e}): not using the log again",
+                    part.number
+                );
+                let mut inner = part.log.inner.lock().expect("log lock");
+                inner.lost = true;
+                inner.ready = false;
+                None
             }
             Err(e) => {
-                // Conflict: another host took the partition. Otherwise the
-                // rows may or may not be stored: read the log again.
-                if !matches!(e, StorageError::Conflict(_)) {
-                    tracing::debug!(
-                        "partition {}: appending to the signal log: {e}",
-                        part.number
-                    );
-                }
-                {
-                    let mut inner = part.log.inner.lock().expect("log lock");
-                    inner.fence = None;
-                    inner.ready = false;
-                }
+                // Stored or not: the log is read again before the next append.
+                tracing::debug!(
+                    "partition {}: appending to the signal log: {e}",
+                    part.number
+                );
+                part.log.inner.lock().expect("log lock").ready = false;
                 part.log.given_back();
-                for p in batch {
-                    let _ = p.done.send(false);
-                }
+                None
             }
+        };
+        let Some(fence) = fence else {
+            for p in batch {
+                let _ = p.done.send(false);
+            }
+            continue;
+        };
+        part.log.inner.lock().expect("log lock").fence = Some(fence);
+        super::Stats::add(&engine.stats.logged_signals, batch.len());
+        super::Stats::add(&engine.stats.log_appends, 1);
+        let mut by_instance: HashMap<String, Vec<Work>> = HashMap::new();
+        let mut dones = Vec::with_capacity(batch.len());
+        for (p, key) in batch.into_iter().zip(keys) {
+            by_instance
+                .entry(p.message.instance_id.clone())
+                .or_default()
+                .push(work(&part, p.message, key));
+            dones.push(p.done);
+        }
+        for (instance, works) in by_instance {
+            part.push(&engine, &instance, works);
+        }
+        for done in dones {
+            let _ = done.send(true);
         }
     }
 }
@@ -231,19 +294,24 @@ fn work(part: &Arc<Partition>, message: ControlMessage, row_key: String) -> Work
 /// a takeover: what the former owner logged and had not applied), then
 /// delete settled rows as they come, and read the log again when asked.
 pub async fn keep(engine: Arc<Engine>, part: Arc<Partition>) {
-    let pk = partition_key(part.number);
-    let table = engine.hub.partitions_table();
     let mut failures = 0u32;
     loop {
         if !part.is_active() {
+            part.log.open();
             delete_settled(&engine, &part, usize::MAX).await;
             return;
         }
         if part.log.rescan.swap(false, Ordering::AcqRel) {
             part.log.inner.lock().expect("log lock").ready = false;
         }
-        if !part.log.inner.lock().expect("log lock").ready {
-            if let Err(e) = read(&engine, &part, &pk, &table).await {
+        let (ready, lost) = {
+            let inner = part.log.inner.lock().expect("log lock");
+            (inner.ready, inner.lost)
+        };
+        if lost {
+            part.log.open();
+        } else if !ready {
+            if let Err(e) = read(&engine, &part).await {
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {
                     crate::storage::log_retrying(
@@ -265,28 +333,51 @@ pub async fn keep(engine: Arc<Engine>, part: Arc<Partition>) {
             // Wait for more to delete together, unless a full batch comes first.
             let _ = tokio::time::timeout(DELETE_AFTER, part.log.wake.notified()).await;
         }
-        delete_settled(&engine, &part, DELETE_BATCH).await;
+        if !delete_settled(&engine, &part, DELETE_BATCH).await {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
     }
 }
 
-/// Change the fence, then hand every row of the log to its entity.
-async fn read(
-    engine: &Arc<Engine>,
-    part: &Arc<Partition>,
-    pk: &str,
-    table: &str,
-) -> Result<(), StorageError> {
-    let fence = engine
-        .hub
-        .storage
-        .tables
-        .execute(
-            table,
-            TableOp::Upsert(Entity::new(pk, FENCE).with("Owner", engine.host_id.as_str())),
-        )
-        .await?
-        .ok_or_else(|| StorageError::Other("the signal log's fence got no ETag".into()))?;
-    let rows = engine.hub.storage.tables.query_partition(table, pk).await?;
+/// Take the fence (at the takeover; later, check it is still ours), then
+/// hand every row of the log to its entity.
+async fn read(engine: &Arc<Engine>, part: &Arc<Partition>) -> Result<(), StorageError> {
+    let pk = partition_key(part.number);
+    let table = engine.hub.partitions_table();
+    let tables = &engine.hub.storage.tables;
+    let taken = part.log.inner.lock().expect("log lock").taken;
+    let fence = if taken {
+        // Our own appends changed it since; another host's reading changes its owner.
+        let row = tables.get(&table, &pk, FENCE).await?;
+        let me = owner(engine, part);
+        match row.filter(|r| r.str("Owner") == Some(me.as_str())) {
+            Some(row) => row.etag.unwrap_or_default(),
+            None => {
+                tracing::debug!(
+                    "partition {}: the signal log's fence is another host's: not using the log again",
+                    part.number
+                );
+                part.log.inner.lock().expect("log lock").lost = true;
+                part.log.open();
+                return Ok(());
+            }
+        }
+    } else {
+        if part.valid_until() <= Instant::now() + LEASE_MARGIN {
+            return Err(StorageError::Unavailable(format!(
+                "partition {}: its lease is not renewed",
+                part.number
+            )));
+        }
+        let upsert = Entity::new(&pk, FENCE).with("Owner", owner(engine, part));
+        let etag = tables
+            .execute(&table, TableOp::Upsert(upsert))
+            .await?
+            .ok_or_else(|| StorageError::Other("the signal log's fence got no ETag".into()))?;
+        part.log.inner.lock().expect("log lock").taken = true;
+        etag
+    };
+    let rows = tables.query_partition(&table, &pk).await?;
     let mut by_instance: HashMap<String, Vec<Work>> = HashMap::new();
     let mut unreadable = Vec::new();
     for row in rows {
@@ -305,7 +396,7 @@ async fn read(
         }
     }
     let count: usize = by_instance.values().map(Vec::len).sum();
-    if count > 0 {
+    if count > 0 && !taken {
         tracing::info!(
             "partition {}: {count} signal(s) in the log to apply",
             part.number
@@ -323,22 +414,32 @@ async fn read(
         inner.fence = Some(fence);
         inner.ready = true;
     }
+    // Rows sort by owner, then in append order: each instance gets them so.
     for (instance, works) in by_instance {
         part.push(engine, &instance, works);
     }
+    part.log.open();
     Ok(())
 }
 
 /// Delete up to `max` settled rows, 100 to a transaction (one by one if a
-/// transaction fails: a row another host deleted first fails the lot).
-pub(super) async fn delete_settled(engine: &Arc<Engine>, part: &Arc<Partition>, max: usize) {
+/// transaction fails: a row deleted already fails the lot). Rows whose
+/// delete failed wait for the next round; false if any did.
+pub(super) async fn delete_settled(
+    engine: &Arc<Engine>,
+    part: &Arc<Partition>,
+    max: usize,
+) -> bool {
     let pk = partition_key(part.number);
     let table = engine.hub.partitions_table();
-    let keys: Vec<String> = {
+    // A row handed out twice (a reading of the log while it was in hand) is settled twice.
+    let keys: BTreeSet<String> = {
         let mut inner = part.log.inner.lock().expect("log lock");
         let n = inner.settled.len().min(max);
         inner.settled.drain(..n).collect()
     };
+    let keys: Vec<String> = keys.into_iter().collect();
+    let mut failed = Vec::new();
     for chunk in keys.chunks(DELETE_BATCH) {
         let delete = |key: &String| TableOp::Delete {
             partition_key: pk.clone(),
@@ -357,9 +458,21 @@ pub(super) async fn delete_settled(engine: &Arc<Engine>, part: &Arc<Partition>, 
         for key in chunk {
             match storage.tables.execute(&table, delete(key)).await {
                 Ok(_) | Err(StorageError::NotFound(_)) => {}
-                // Left for the partition's next reading of the log.
-                Err(e) => tracing::debug!("deleting signal log row {key}: {e}"),
+                Err(e) => {
+                    tracing::debug!("deleting signal log row {key}: {e}");
+                    failed.push(key.clone());
+                }
             }
         }
     }
+    let ok = failed.is_empty();
+    if !ok {
+        part.log
+            .inner
+            .lock()
+            .expect("log lock")
+            .settled
+            .extend(failed);
+    }
+    ok
 }
