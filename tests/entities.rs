@@ -795,4 +795,35 @@ fn an_entity_written_as_a_type_has_its_methods_as_operations_and_large_states_us
         (v.as_array().map(Vec::len) == Some(2)).then_some(v)
     });
     assert_eq!(state, json!([big, "end"]));
+
+    // Each write of a large state makes a new blob; the one it replaces is
+    // deleted at the first write 10 s later (a reader that read the row just
+    // before may still want it). So the entity keeps two, not one per write.
+    let blobs = || {
+        let storage = host::storage::azure::connect(&azurite.connection_string).unwrap();
+        let prefix: String = "@fragile@big".bytes().map(|b| format!("{b:02x}")).collect();
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            storage
+                .blobs
+                .list("testhub-largemessages", &format!("{prefix}/"))
+                .await
+                .unwrap()
+                .len()
+        })
+    };
+    for (i, item) in ["a", "b", "c"].iter().enumerate() {
+        // A wait, not a poll: the blobs' retention is what is tested.
+        std::thread::sleep(Duration::from_secs(11));
+        let (code, body) = signal(&host, "Fragile", "big", "append", &json!(item).to_string());
+        assert_eq!(code, 202, "{body}");
+        poll("the appended item", RECOVERY, || {
+            let r = client()
+                .get(host.url(&format!("{API}/entities/Fragile/big")))
+                .send()
+                .unwrap();
+            let v: Value = r.json().unwrap_or(Value::Null);
+            (v.as_array().map(Vec::len) == Some(3 + i)).then_some(())
+        });
+    }
+    assert_eq!(blobs(), 2, "the large states' blobs are not deleted");
 }

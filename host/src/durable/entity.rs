@@ -196,7 +196,7 @@ fn is_zero(n: &u64) -> bool {
 async fn load(
     engine: &Arc<Engine>,
     id: &str,
-) -> Result<Option<(InstanceRow, Seen, String)>, StorageError> {
+) -> Result<Option<(InstanceRow, Seen, String, Option<String>)>, StorageError> {
     let hub = &engine.hub;
     let Some(e) = hub
         .storage
@@ -207,6 +207,10 @@ async fn load(
         return Ok(None);
     };
     let etag = e.etag.clone().unwrap_or_default();
+    let blob = e
+        .str("InputBlob")
+        .filter(|b| !b.is_empty())
+        .map(str::to_string);
     let row = super::instances::from_entity(hub, &e).await?;
     let seen = match (e.str("Seen"), e.str("Recent")) {
         (Some(seen), _) => Seen::decode(seen, id),
@@ -214,7 +218,7 @@ async fn load(
         (None, Some(hashes)) => Seen::from_hashes(hashes, row.last_updated),
         (None, None) => Seen::default(),
     };
-    Ok(Some((row, seen, etag)))
+    Ok(Some((row, seen, etag, blob)))
 }
 
 impl Envelope {
@@ -333,11 +337,12 @@ async fn attempt(
 
     if cache.is_none() {
         let mut fresh = Cached::new(History::default());
-        if let Some((row, seen, etag)) = load(engine, id).await? {
+        if let Some((row, seen, etag, blob)) = load(engine, id).await? {
             // The applied ids ride along in memory in the cached row's output.
             let mut row = row;
             row.output = Some(seen.encode());
             fresh.row = Some((row, etag));
+            fresh.payload_blob = blob;
         }
         *cache = Some(fresh);
     }
@@ -505,7 +510,8 @@ async fn attempt(
             part.number
         )));
     }
-    let etag = write(engine, &row, etag).await?;
+    let (etag, blob) = write(engine, &row, etag).await?;
+    retire_blob(engine, cached, blob).await;
     // 3. Out it goes; what this host keeps knows it is sent.
     send_outgoing(engine, &envelope.outbox).await?;
     let mut row = row;
@@ -802,7 +808,7 @@ pub async fn delete_unchanged(
     id: &str,
     last_updated: u64,
 ) -> Result<bool, StorageError> {
-    let Some((row, _, etag)) = load(engine, id).await? else {
+    let Some((row, _, etag, _)) = load(engine, id).await? else {
         return Ok(false);
     };
     if row.last_updated != last_updated {
@@ -824,13 +830,41 @@ pub async fn delete_unchanged(
     }
 }
 
+/// How long a blob that held an earlier state of an entity is kept: a reader
+/// that has just read the row before the write may still fetch it.
+const RETIRED_BLOB: Duration = Duration::from_secs(10);
+
+/// The entity's record is now in `blob` (None: in its row): the blob before
+/// it is deleted once no reader can want it, instead of staying forever (a
+/// large entity writes a new blob at every write).
+async fn retire_blob(engine: &Arc<Engine>, cached: &mut Cached, blob: Option<String>) {
+    if cached.payload_blob != blob
+        && let Some(old) = std::mem::replace(&mut cached.payload_blob, blob)
+    {
+        cached.retired.push((old, Instant::now()));
+    }
+    let container = engine.hub.large_messages_container();
+    while let Some((name, at)) = cached.retired.first() {
+        if at.elapsed() < RETIRED_BLOB {
+            break;
+        }
+        match engine.hub.storage.blobs.delete(&container, name).await {
+            Ok(()) | Err(StorageError::NotFound(_)) => {}
+            // Left for purge or deletion of the entity.
+            Err(e) => tracing::debug!("deleting an earlier state blob {name}: {e}"),
+        }
+        cached.retired.remove(0);
+    }
+}
+
 /// Write an entity's row: replace the version read (`etag`), or insert a new
-/// one. Conflict if someone else wrote it since.
+/// one. Conflict if someone else wrote it since. The new ETag, and the blob
+/// that holds the record when it is too large for the row.
 async fn write(
     engine: &Arc<Engine>,
     row: &InstanceRow,
     etag: Option<String>,
-) -> Result<String, StorageError> {
+) -> Result<(String, Option<String>), StorageError> {
     let hub = &engine.hub;
     let id = row.instance_id.as_str();
     let mut entity = Entity::new(id, "")
@@ -844,18 +878,31 @@ async fn write(
         .with("Seen", row.output.as_deref().unwrap_or_default());
     hub.set_payload(&mut entity, "Input", id, row.input.as_deref())
         .await?;
+    let blob = entity
+        .str("InputBlob")
+        .filter(|b| !b.is_empty())
+        .map(str::to_string);
     let op = match etag {
         Some(etag) => TableOp::Replace { entity, etag },
         None => TableOp::Insert(entity),
     };
-    match hub.storage.tables.execute(&hub.instances_table(), op).await {
-        Ok(Some(etag)) => Ok(etag),
+    let result = match hub.storage.tables.execute(&hub.instances_table(), op).await {
+        Ok(Some(etag)) => Ok((etag, blob.clone())),
         Ok(None) => Err(StorageError::Other(format!(
             "the write of entity '{id}' returned no ETag"
         ))),
         Err(StorageError::NotFound(e)) => Err(StorageError::Conflict(e)),
         Err(e) => Err(e),
+    };
+    if let (Err(StorageError::Conflict(_)), Some(blob)) = (&result, &blob) {
+        // Surely not written: nothing refers to the blob just made.
+        let _ = hub
+            .storage
+            .blobs
+            .delete(&hub.large_messages_container(), blob)
+            .await;
     }
+    result
 }
 
 #[cfg(test)]

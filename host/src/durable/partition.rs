@@ -79,6 +79,10 @@ pub struct Cached {
     /// The orchestrator's live wasm instance (extended sessions).
     pub session: Option<OrchestratorSession>,
     pub last_used: Instant,
+    /// An entity's record blob (when too large for its row), and the blobs
+    /// of its earlier records, with when they were replaced.
+    pub payload_blob: Option<String>,
+    pub retired: Vec<(String, Instant)>,
 }
 
 impl Cached {
@@ -91,6 +95,8 @@ impl Cached {
             row_due: None,
             session: None,
             last_used: Instant::now(),
+            payload_blob: None,
+            retired: Vec::new(),
         }
     }
 }
