@@ -822,7 +822,11 @@ pub async fn delete_unchanged(
     let hub = &engine.hub;
     match hub.storage.tables.execute(&hub.instances_table(), op).await {
         Ok(_) => {
-            hub.delete_large(id).await?;
+            // Blobs of this record and the ones before it; not those of a new
+            // life of the entity begun since (clean-up takes entities idle
+            // for the reorder window, so a minute covers clocks apart).
+            let until = std::time::UNIX_EPOCH + Duration::from_millis(last_updated + 60_000);
+            hub.delete_large_until(id, until).await?;
             Ok(true)
         }
         Err(StorageError::Conflict(_) | StorageError::NotFound(_)) => Ok(false),

@@ -123,6 +123,12 @@ impl Engine {
         }
         let partition = self.hub.partition_of(&id);
         if let Some(part) = self.owned(partition).filter(|p| p.is_active()) {
+            // Just after a takeover, what the former owner logged goes first.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                part.log.wait_opened(|| part.is_active()),
+            )
+            .await;
             if super::signal_log::append(self, &part, message.clone()).await {
                 return Ok(());
             }

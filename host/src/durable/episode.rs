@@ -932,10 +932,7 @@ async fn attempt(
     // the next owner's recovery scan (which runs again the activities a dead
     // host ran locally): without it, an instance whose host died within the
     // second would wait forever.
-    let start_settled = settle.iter().any(|w| {
-        matches!(w, Work::Message { message, .. }
-            if matches!(message.event, ControlEvent::Event(HistoryEvent::ExecutionStarted(_))))
-    });
+    let start_settled = settle.iter().any(is_start);
     if settled || ((flush_all || acking || start_settled) && changed) {
         write_row(engine, part, &mut cached, row).await?;
         cached.row_due = None;
@@ -973,6 +970,12 @@ async fn attempt(
     Ok(Outcome::Done(settle))
 }
 
+/// A start message (settling it deletes what shows the instance exists).
+fn is_start(work: &Work) -> bool {
+    matches!(work, Work::Message { message, .. }
+        if matches!(message.event, ControlEvent::Event(HistoryEvent::ExecutionStarted(_))))
+}
+
 /// The works of `works` whose effects a checkpoint makes durable.
 fn helds(works: &[Work]) -> Vec<Work> {
     works
@@ -1008,8 +1011,12 @@ async fn flush_deferred(
     }
     let now = Instant::now();
     let acking = settle.iter().any(Work::acked);
+    // A start message about to be deleted: the row goes first, or a host
+    // that dies before the deferred row would leave an instance no recovery
+    // scan finds (its history written, its start message gone, no row).
+    let start_settled = settle.iter().any(is_start);
     match (c.dirty.is_some(), c.row_due) {
-        (true, due) if all || acking || due.is_some_and(|t| t <= now) => {
+        (true, due) if all || acking || start_settled || due.is_some_and(|t| t <= now) => {
             let row = c.dirty.take().expect("checked");
             c.row_due = None;
             write_row(engine, part, c, row).await?;

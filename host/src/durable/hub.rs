@@ -324,6 +324,34 @@ impl Hub {
         Ok(text)
     }
 
+    /// Delete the large-message blobs of an instance written before `until`
+    /// (a record deleted then; a newer life's blobs stay).
+    pub async fn delete_large_until(
+        &self,
+        instance_id: &str,
+        until: std::time::SystemTime,
+    ) -> Result<(), StorageError> {
+        let container = self.large_messages_container();
+        let prefix = format!("{}/", sanitize(instance_id));
+        let items = match self
+            .storage
+            .blobs
+            .list_items(&container, &prefix, false)
+            .await
+        {
+            Ok(items) => items,
+            Err(StorageError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for item in items.into_iter().filter(|i| i.last_modified < until) {
+            match self.storage.blobs.delete(&container, &item.name).await {
+                Ok(()) | Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Delete every large-message blob of an instance (purge).
     pub async fn delete_large(&self, instance_id: &str) -> Result<(), StorageError> {
         let container = self.large_messages_container();

@@ -604,6 +604,8 @@ pub fn take_pending(part: &Partition, instance: &str) -> Vec<Work> {
     let works = std::mem::take(&mut slot.pending);
     part.backlog.fetch_sub(works.len(), Ordering::Relaxed);
     slot.failures = 0;
+    // Set aside: readers waiting for them wait no more.
+    slot.finished += works.len() as u64;
     works
 }
 

@@ -11,10 +11,11 @@
 //! Every append also replaces the log's `fence` row with the ETag this host
 //! got when it took the partition. A new owner changes the fence before it
 //! reads the log, so a former owner that has not noticed yet can no longer
-//! add a row the new owner would never read: its append fails, it stops
-//! using the log for good (it never takes the fence back), and its clients'
-//! signals go through the control queue instead. Appends also stop a second
-//! before the partition's lease may lapse. The new owner applies every row
+//! add a row the new owner would never read: its append fails, it reads the
+//! fence again, finds another owner and stops using the log for good (it
+//! never takes the fence back), and its clients' signals take the older way
+//! (the 202 waits for the entity's write). Appends also stop a second before
+//! the partition's lease may lapse. The new owner applies every row
 //! it finds before it takes anything from the control queue (so a client's
 //! signals keep their order across the move); rows applied already are
 //! recognised by their signal ids (see [`super::seen`]) and only deleted.
@@ -37,15 +38,18 @@ use super::partition::{Partition, Work};
 
 /// Rows per append: a table transaction holds 100 writes, one is the fence.
 const APPEND: usize = 99;
-/// Bytes of signals per append: a transaction's body holds 4 MB, and the
-/// JSON of a signal grows when it is quoted into the body.
-const APPEND_BYTES: usize = 2_500_000;
+/// Bytes of signals (quoted, as the transaction's body carries them) per
+/// append: a transaction's body holds 4 MB.
+const APPEND_BYTES: usize = 3_500_000;
 /// Signals larger than this (JSON) are not logged: a table property holds
 /// 32K characters. They take the older way (the 202 waits for the entity).
 const MAX_MESSAGE: usize = 30_000;
 /// Settled rows are deleted when this many wait, or this long after the first.
 const DELETE_BATCH: usize = 100;
 const DELETE_AFTER: Duration = Duration::from_millis(500);
+/// Failed readings of the log (2 s apart) after which the partition's
+/// control queue is processed without waiting for it.
+const GIVE_UP_ORDER: u32 = 15;
 /// No append starts later than this before the partition's lease may lapse.
 const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
@@ -96,6 +100,8 @@ struct Inner {
 struct Pending {
     message: ControlMessage,
     text: String,
+    /// Bytes of `text` quoted into a transaction's body.
+    quoted: usize,
     done: oneshot::Sender<bool>,
 }
 
@@ -164,9 +170,11 @@ pub async fn append(engine: &Arc<Engine>, part: &Arc<Partition>, message: Contro
         if !inner.ready || inner.lost || !part.is_active() {
             return false;
         }
+        let quoted = serde_json::to_string(&text).map_or(text.len() * 2, |q| q.len());
         inner.waiting.push(Pending {
             message,
             text,
+            quoted,
             done,
         });
         !std::mem::replace(&mut inner.in_flight, true)
@@ -204,7 +212,7 @@ async fn flush(engine: Arc<Engine>, part: Arc<Partition>) {
                 .iter()
                 .take(APPEND)
                 .take_while(|p| {
-                    bytes += p.text.len() + p.text.len() / 8 + 200;
+                    bytes += p.quoted + 300;
                     bytes <= APPEND_BYTES
                 })
                 .count()
@@ -215,7 +223,7 @@ async fn flush(engine: Arc<Engine>, part: Arc<Partition>) {
             (batch, fence.unwrap_or_default(), first)
         };
         let keys: Vec<String> = (0..batch.len())
-            .map(|i| format!("{}-{:08}", part.log.prefix, first + i as u64))
+            .map(|i| format!("{}-{:020}", part.log.prefix, first + i as u64))
             .collect();
         let mut ops = vec![TableOp::Replace {
             entity: Entity::new(&pk, FENCE).with("Owner", owner(&engine, &part)),
@@ -233,14 +241,16 @@ async fn flush(engine: Arc<Engine>, part: Arc<Partition>) {
         let fence = match result {
             Ok(etags) => etags.first().cloned().flatten(),
             Err(StorageError::Conflict(e)) => {
-                // The fence changed: another host has taken the partition.
+                // The fence changed: another host has taken the partition,
+                // or (a reading raced an append) our ETag is stale. Nothing
+                // of this batch is stored either way; the log is read again,
+                // which tells the two apart.
                 tracing::debug!(
-                    "partition {}: the signal log's fence moved ({e}): not using the log again",
+                    "partition {}: the signal log's fence changed ({e})",
                     part.number
                 );
-                let mut inner = part.log.inner.lock().expect("log lock");
-                inner.lost = true;
-                inner.ready = false;
+                part.log.inner.lock().expect("log lock").ready = false;
+                part.log.given_back();
                 None
             }
             Err(e) => {
@@ -319,6 +329,17 @@ pub async fn keep(engine: Arc<Engine>, part: Arc<Partition>) {
                         &e,
                     );
                 }
+                if failures == GIVE_UP_ORDER && !part.log.opened.load(Ordering::Acquire) {
+                    // The rest of the partition waits for no log: its
+                    // control queue is taken now, and the log's signals come
+                    // once it can be read (after what came meanwhile).
+                    tracing::warn!(
+                        "partition {}: the signal log could not be read for 30 s; \
+                         processing the control queue without it",
+                        part.number
+                    );
+                    part.log.open();
+                }
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
@@ -346,6 +367,14 @@ async fn read(engine: &Arc<Engine>, part: &Arc<Partition>) -> Result<(), Storage
     let table = engine.hub.partitions_table();
     let tables = &engine.hub.storage.tables;
     let taken = part.log.inner.lock().expect("log lock").taken;
+    if taken {
+        // Appends stopped when `ready` went; let the one under way land, so
+        // that the fence read below is not older than its.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while part.log.inner.lock().expect("log lock").in_flight && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     let fence = if taken {
         // Our own appends changed it since; another host's reading changes its owner.
         let row = tables.get(&table, &pk, FENCE).await?;
