@@ -331,6 +331,13 @@ async fn attempt(
         .as_ref()
         .filter(|_| starting.is_none())
         .unwrap_or(&blank);
+    // A new execution after another (continue-as-new, restart) is handed the
+    // ids of the messages that one took: a late copy of one is not taken again.
+    let carried: Vec<String> = match (&starting, cache.as_ref()) {
+        (Some(_), Some(c)) if state.is_some() => super::state::recent_message_ids(&c.history),
+        _ => Vec::new(),
+    };
+    let carried_set: HashSet<&str> = carried.iter().map(String::as_str).collect();
     // Results of tasks that ran here: no longer in flight once checkpointed.
     let mut consumed_local: Vec<u32> = Vec::new();
 
@@ -339,7 +346,9 @@ async fn attempt(
             c.execution_id.is_none() || c.execution_id.as_deref() == Some(execution_id.as_str());
         // An event or operation already recorded (redelivered after a crash) is skipped.
         if let Some(mid) = &c.id
-            && (seen.messages.contains(mid) || !batch_messages.insert(mid.clone()))
+            && (seen.messages.contains(mid)
+                || carried_set.contains(mid.as_str())
+                || !batch_messages.insert(mid.clone()))
         {
             continue;
         }
@@ -367,6 +376,7 @@ async fn attempt(
                         now,
                     );
                     record.parent = c.parent.clone();
+                    record.seen = carried.clone();
                     new.push(record);
                 }
             }

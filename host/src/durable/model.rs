@@ -219,6 +219,12 @@ pub struct StoredRecord {
     /// runs such tasks again if their result is not in the history.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub local: bool,
+    /// On execution-started of an execution that follows another (continue-
+    /// as-new, restart): the ids of the messages the executions before it
+    /// recorded lately, so that a copy of one delivered late is not taken
+    /// again by this execution.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seen: Vec<String>,
 }
 
 impl StoredRecord {
@@ -229,6 +235,7 @@ impl StoredRecord {
             parent: None,
             message_id: None,
             local: false,
+            seen: Vec::new(),
         }
     }
 }

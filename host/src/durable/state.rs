@@ -28,8 +28,24 @@ pub struct InstanceState {
     pub output: Option<String>,
     /// When it became terminal.
     pub completed_at: Option<u64>,
-    /// Ids of the control messages already recorded (events, suspend, resume).
+    /// Ids of the control messages already recorded (events, suspend,
+    /// resume), with those the executions before it recorded lately.
     pub messages: HashSet<String>,
+}
+
+/// Ids of messages an execution hands on to the next (see `StoredRecord::seen`).
+const SEEN_CARRIED: usize = 1000;
+
+/// The ids of the messages `history`'s execution recorded, with those it was
+/// handed, oldest first, the last [`SEEN_CARRIED`] of them.
+pub fn recent_message_ids(history: &History) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for stored in &history.records {
+        ids.extend(stored.seen.iter().cloned());
+        ids.extend(stored.message_id.iter().cloned());
+    }
+    let skip = ids.len().saturating_sub(SEEN_CARRIED);
+    ids.split_off(skip)
 }
 
 impl InstanceState {
@@ -50,7 +66,7 @@ impl InstanceState {
                         timers: HashMap::new(),
                         output: None,
                         completed_at: None,
-                        messages: HashSet::new(),
+                        messages: stored.seen.iter().cloned().collect(),
                     });
                 }
                 record => {
@@ -226,6 +242,44 @@ mod tests {
         assert!(state.is_duplicate(&completed));
         assert!(state.messages.contains("m1"));
         assert!(InstanceState::of(&history(vec![])).is_none());
+    }
+
+    /// An execution that follows another is handed the ids of the messages
+    /// that one took, and hands them on with its own (the last 1,000).
+    #[test]
+    fn message_ids_are_handed_to_the_next_execution() {
+        let event = |id: &str| StoredRecord {
+            message_id: Some(id.into()),
+            ..StoredRecord::new(
+                Record::Event(HistoryEvent::EventRaised(EventRaised {
+                    name: "go".into(),
+                    input: None,
+                })),
+                2,
+            )
+        };
+        let start = |seen: Vec<String>| StoredRecord {
+            seen,
+            ..StoredRecord::new(
+                Record::Event(HistoryEvent::ExecutionStarted(ExecutionStarted {
+                    name: "o".into(),
+                    input: None,
+                    timestamp: 1,
+                })),
+                1,
+            )
+        };
+        let first = history(vec![start(vec!["old".into()]), event("m1"), event("m2")]);
+        let carried = recent_message_ids(&first);
+        assert_eq!(carried, ["old", "m1", "m2"]);
+        let next = InstanceState::of(&history(vec![start(carried)])).unwrap();
+        assert!(next.messages.contains("m1") && next.messages.contains("old"));
+        let many: Vec<StoredRecord> = std::iter::once(start(Vec::new()))
+            .chain((0..1500).map(|i| event(&format!("e{i}"))))
+            .collect();
+        let carried = recent_message_ids(&history(many));
+        assert_eq!(carried.len(), 1000);
+        assert_eq!(carried[0], "e500");
     }
 
     /// Results of work whose scheduling the history does not have (sent
