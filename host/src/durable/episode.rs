@@ -858,6 +858,7 @@ async fn attempt(
         });
 
     let guest_count = guest_events(&new).len();
+    place_early_results(&mut new);
     history.push(new);
     let settle = if must_commit {
         // 1. Outbound messages first: an effect is durable before its cause is settled.
@@ -1537,6 +1538,42 @@ fn release_locks(
 }
 
 /// The id a result event completes: (is a timer, id); None for other events.
+/// A sub-orchestration's or entity call's result can come before the
+/// history records the decision it answers: an episode sends its messages
+/// before its checkpoint, and when its host dies in between, the child may
+/// finish before the episode is done again. The guest matches results by
+/// id, so the order changes nothing for it; the history records the result
+/// after the decision, where it would have come.
+fn place_early_results(new: &mut Vec<StoredRecord>) {
+    let decides = |r: &StoredRecord, id: u32| match &r.record {
+        Record::Event(HistoryEvent::SubOrchestrationCreated(s)) => s.event_id == id,
+        Record::Event(HistoryEvent::EntityCalled(e)) => e.event_id == id,
+        Record::Event(HistoryEvent::EntitiesLocked(l)) => l.event_id == id,
+        _ => false,
+    };
+    let mut i = 0;
+    while i < new.len() {
+        let early = match &new[i].record {
+            Record::Event(
+                e @ (HistoryEvent::SubOrchestrationCompleted(_)
+                | HistoryEvent::SubOrchestrationFailed(_)
+                | HistoryEvent::EntityCallCompleted(_)
+                | HistoryEvent::EntityCallFailed(_)),
+            ) => result_id(e)
+                .map(|(_, id)| id)
+                .and_then(|id| new[i + 1..].iter().position(|r| decides(r, id))),
+            _ => None,
+        };
+        match early {
+            Some(offset) => {
+                let record = new.remove(i);
+                new.insert(i + offset + 1, record);
+            }
+            None => i += 1,
+        }
+    }
+}
+
 fn result_id(event: &HistoryEvent) -> Option<(bool, u32)> {
     match event {
         HistoryEvent::TaskCompleted(c)
@@ -1589,4 +1626,58 @@ pub fn derived_id(parts: &[&str]) -> String {
 fn instant_of(ms: u64) -> Instant {
     let now = now_ms();
     Instant::now() + Duration::from_millis(ms.saturating_sub(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::durable::{SubOrchestrationCreated, TaskCompleted};
+
+    fn names(records: &[StoredRecord]) -> Vec<&'static str> {
+        records.iter().map(|r| r.record.event_type()).collect()
+    }
+
+    #[test]
+    fn a_result_that_came_before_its_decision_is_recorded_after_it() {
+        let event = |e: HistoryEvent| StoredRecord::new(Record::Event(e), 1);
+        let done = |id| {
+            event(HistoryEvent::SubOrchestrationCompleted(TaskCompleted {
+                task_scheduled_id: id,
+                output: None,
+            }))
+        };
+        let created = |id| {
+            event(HistoryEvent::SubOrchestrationCreated(
+                SubOrchestrationCreated {
+                    event_id: id,
+                    name: "child".into(),
+                    instance_id: format!("c{id}"),
+                    input: None,
+                },
+            ))
+        };
+        let mut new = vec![
+            event(HistoryEvent::OrchestratorStarted(1)),
+            done(0),
+            done(7),
+            created(0),
+            created(1),
+        ];
+        place_early_results(&mut new);
+        assert_eq!(
+            names(&new),
+            [
+                "OrchestratorStarted",
+                "SubOrchestrationInstanceCompleted",
+                "SubOrchestrationInstanceCreated",
+                "SubOrchestrationInstanceCompleted",
+                "SubOrchestrationInstanceCreated",
+            ]
+        );
+        // #7 was decided in an earlier episode: it stays where it came.
+        assert!(matches!(&new[1].record,
+            Record::Event(HistoryEvent::SubOrchestrationCompleted(c)) if c.task_scheduled_id == 7));
+        assert!(matches!(&new[3].record,
+            Record::Event(HistoryEvent::SubOrchestrationCompleted(c)) if c.task_scheduled_id == 0));
+    }
 }
