@@ -377,3 +377,70 @@ fn a_stale_start_does_not_run_a_finished_instance_again() {
     assert_eq!(starts(&hub).len(), 2, "{}", host.output());
     assert_eq!(output(&url), done);
 }
+
+/// A host killed between writing an instance's final history and its status
+/// row leaves a history that says Completed behind a row that says Running,
+/// and (when its start and activity never went through a queue) no message
+/// to bring them together. The next owner's recovery scan finds the row and
+/// writes what the history says (the replay test's seed 15964 showed such an
+/// instance Running forever).
+#[test]
+fn a_finished_history_behind_a_running_row_is_put_right_by_the_next_owner() {
+    use host::durable::instances::{Guard, get, write};
+    use host::durable::model::RuntimeStatus;
+
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["replay_fixtures"], "");
+    let id = "behind-1";
+    let program = json!({"program": {"generations": [
+        [{"op": "activity", "tag": "a", "fail": false, "sleep_ms": 0}],
+    ]}});
+    let mut first = p.start(&[]);
+    let r = client()
+        .post(first.url(&format!(
+            "/runtime/webhooks/durabletask/orchestrators/ReplayProgram/{id}"
+        )))
+        .json(&program)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let done = output(&first.url(&format!("/runtime/webhooks/durabletask/instances/{id}")));
+    assert!(first.terminate(Duration::from_secs(30)).success());
+
+    // The row as the first episode wrote it: Running, no output.
+    let storage = host::storage::azure::connect(&azurite.connection_string).unwrap();
+    let hub = host::durable::hub::Hub::new("TestHub", 4, storage);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut row = get(&hub, id).await.unwrap().expect("its row");
+        assert_eq!(row.status, RuntimeStatus::Completed);
+        row.status = RuntimeStatus::Running;
+        row.output = None;
+        row.completed = None;
+        write(&hub, &row, 1, Guard::None).await.unwrap();
+    });
+
+    let second = p.start(&[]);
+    let url = second.url(&format!("/runtime/webhooks/durabletask/instances/{id}"));
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let doc: Value = client().get(&url).send().unwrap().json().unwrap();
+        if doc["runtimeStatus"] == "Completed" {
+            assert_eq!(doc["output"], done, "{doc}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "the row still says {doc}\n{}",
+            second.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        second
+            .output()
+            .contains(&format!("'{id}': bringing its status up to date")),
+        "{}",
+        second.output()
+    );
+}

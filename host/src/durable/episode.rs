@@ -213,7 +213,17 @@ async fn attempt(
         .collect();
     if messages.is_empty() {
         if recover {
-            redispatch(engine, part, id, cache.as_ref(), &HashSet::new()).await?;
+            match (cache.as_ref(), state.as_ref()) {
+                // A history that finished behind a row that says otherwise:
+                // its host died between the two writes, and no message is
+                // left to bring the row up to date (a local start whose
+                // activities ran here is in no queue).
+                (Some(c), Some(s)) if s.status.is_terminal() => {
+                    repair_row(engine, id, &c.history, s).await?;
+                    *cache = None;
+                }
+                _ => redispatch(engine, part, id, cache.as_ref(), &HashSet::new()).await?,
+            }
         }
         let settle = flush_deferred(engine, part, id, cache, works).await?;
         return Ok(Outcome::Done(settle));
