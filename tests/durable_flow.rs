@@ -444,3 +444,97 @@ fn a_finished_history_behind_a_running_row_is_put_right_by_the_next_owner() {
         second.output()
     );
 }
+
+/// Events that waited for their instance's start (sent while it continued as
+/// new, or before a restart) and come in one batch with it are recorded
+/// after the start, as the execution's own: a copy of one delivered later is
+/// recognised (the replay test's seed 2603 recorded two events before the
+/// start and again when their copies came 30 s later).
+#[test]
+fn events_that_come_with_their_start_are_recorded_after_it_and_once() {
+    let azurite = Azurite::start();
+    let p = project(&azurite, &["replay_fixtures"], "");
+    let host = p.start(&[]);
+    let id = "early-1";
+    let program = json!({"program": {"generations": [
+        [{"op": "all", "branches": [
+            {"op": "event", "name": "e1"},
+            {"op": "event", "name": "e2"},
+        ]}],
+    ]}});
+    let event = |name: &str| {
+        json!({
+            "instance_id": id,
+            "execution_id": null,
+            "event": {"Event": {"EventRaised": {"name": name, "input": format!("\"{name}:data\"")}}},
+            "id": format!("{id}-{name}"),
+        })
+    };
+    let start = json!({
+        "instance_id": id,
+        "execution_id": "early-execution",
+        "event": {"Event": {"ExecutionStarted": {
+            "name": "ReplayProgram",
+            "input": program.to_string(),
+            "timestamp": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64,
+        }}},
+    });
+    let storage = host::storage::azure::connect(&azurite.connection_string).unwrap();
+    let hub = host::durable::hub::Hub::new("TestHub", 4, storage.clone());
+    let queue = hub.control_queue(hub.partition_of(id));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let send = |messages: Vec<Value>| {
+        let packed = json!({ "messages": messages }).to_string();
+        rt.block_on(storage.queues.send(&queue, &packed, Duration::ZERO))
+            .unwrap();
+    };
+    // The event first, its start after it, in one queue message.
+    send(vec![event("e1"), start]);
+    let url = host.url(&format!("/runtime/webhooks/durabletask/instances/{id}"));
+    let history = || -> Vec<Value> {
+        let (_, doc) = status(&format!("{url}?showHistory=true"));
+        doc["historyEvents"].as_array().cloned().unwrap_or_default()
+    };
+    poll("e1 to be recorded", DEADLINE, || {
+        history()
+            .iter()
+            .any(|e| e["EventType"] == "EventRaised")
+            .then_some(())
+    });
+    // A copy of e1 (delivered again after a crash), then e2.
+    send(vec![event("e1"), event("e2")]);
+    let done = output(&url);
+    assert_eq!(
+        done,
+        json!([{"generation": 0, "steps": [["e1:data", "e2:data"]]}])
+    );
+    let events: Vec<String> = history()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}{}",
+                e["EventType"].as_str().unwrap_or_default(),
+                e["Name"]
+                    .as_str()
+                    .or(e["FunctionName"].as_str())
+                    .map(|n| format!(" {n}"))
+                    .unwrap_or_default()
+            )
+        })
+        .filter(|e| e.starts_with("Execution") || e.starts_with("EventRaised"))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "ExecutionStarted ReplayProgram",
+            "EventRaised e1",
+            "EventRaised e2",
+            "ExecutionCompleted"
+        ],
+        "{}",
+        host.output()
+    );
+}

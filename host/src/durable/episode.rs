@@ -203,7 +203,7 @@ async fn attempt(
             id: None,
         });
     }
-    let messages: Vec<&ControlMessage> = works
+    let mut messages: Vec<&ControlMessage> = works
         .iter()
         .filter_map(|w| match w {
             Work::Message { message, .. } => Some(message),
@@ -211,6 +211,16 @@ async fn attempt(
         })
         .chain(&recovered_start)
         .collect();
+    // A start before everything else it came with: events that waited for it
+    // (sent while the instance continued as new, or before a restart) belong
+    // to the execution it begins, and only records after the start are that
+    // execution's (a redelivered copy of one recorded before it was taken again).
+    messages.sort_by_key(|m| {
+        !matches!(
+            m.event,
+            ControlEvent::Event(HistoryEvent::ExecutionStarted(_))
+        )
+    });
     if messages.is_empty() {
         if recover {
             match (cache.as_ref(), state.as_ref()) {
