@@ -68,6 +68,26 @@ fn output(url: &str) -> Value {
     done["output"].clone()
 }
 
+/// The tests' task hub as the host sees it, on `azurite`'s storage.
+fn test_hub(azurite: &Azurite) -> (host::storage::Storage, host::durable::hub::Hub) {
+    let storage = host::storage::azure::connect(&azurite.connection_string).unwrap();
+    let hub = host::durable::hub::Hub::new("TestHub", 4, storage.clone());
+    (storage, hub)
+}
+
+/// Start ReplayProgram as instance `id` running `program`; its status URL.
+fn start_program(host: &support::Host, id: &str, program: &Value) -> String {
+    let r = client()
+        .post(host.url(&format!(
+            "/runtime/webhooks/durabletask/orchestrators/ReplayProgram/{id}"
+        )))
+        .json(program)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "starting {id}");
+    host.url(&format!("/runtime/webhooks/durabletask/instances/{id}"))
+}
+
 fn expected_chain(n: u32) -> String {
     (0..n).fold("start".to_string(), |v, i| format!("A:{v}|{i}"))
 }
@@ -217,8 +237,7 @@ fn a_packed_message_delivered_twice_is_applied_once() {
         })
     };
     let packed = json!({"messages": [tick("a"), tick("b"), tick("c")]}).to_string();
-    let storage = host::storage::azure::connect(&azurite.connection_string).unwrap();
-    let hub = host::durable::hub::Hub::new("TestHub", 4, storage.clone());
+    let (storage, hub) = test_hub(&azurite);
     let queue = hub.control_queue(hub.partition_of(id));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -304,19 +323,10 @@ fn a_stale_start_does_not_run_a_finished_instance_again() {
         [{"op": "timer", "ms": 100}],
         [{"op": "activity", "tag": "a", "fail": false, "sleep_ms": 0}],
     ]}});
-    let r = client()
-        .post(host.url(&format!(
-            "/runtime/webhooks/durabletask/orchestrators/ReplayProgram/{id}"
-        )))
-        .json(&program)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let url = host.url(&format!("/runtime/webhooks/durabletask/instances/{id}"));
+    let url = start_program(&host, id, &program);
     let done = output(&url);
 
-    let storage = host::storage::azure::connect(&azurite.connection_string).unwrap();
-    let hub = host::durable::hub::Hub::new("TestHub", 4, storage);
+    let (_, hub) = test_hub(&azurite);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let starts = |hub: &host::durable::hub::Hub| {
         rt.block_on(async {
@@ -396,20 +406,11 @@ fn a_finished_history_behind_a_running_row_is_put_right_by_the_next_owner() {
         [{"op": "activity", "tag": "a", "fail": false, "sleep_ms": 0}],
     ]}});
     let mut first = p.start(&[]);
-    let r = client()
-        .post(first.url(&format!(
-            "/runtime/webhooks/durabletask/orchestrators/ReplayProgram/{id}"
-        )))
-        .json(&program)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let done = output(&first.url(&format!("/runtime/webhooks/durabletask/instances/{id}")));
+    let done = output(&start_program(&first, id, &program));
     assert!(first.terminate(Duration::from_secs(30)).success());
 
     // The row as the first episode wrote it: Running, no output.
-    let storage = host::storage::azure::connect(&azurite.connection_string).unwrap();
-    let hub = host::durable::hub::Hub::new("TestHub", 4, storage);
+    let (_, hub) = test_hub(&azurite);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut row = get(&hub, id).await.unwrap().expect("its row");
@@ -482,8 +483,7 @@ fn events_that_come_with_their_start_are_recorded_after_it_and_once() {
                 .as_millis() as u64,
         }}},
     });
-    let storage = host::storage::azure::connect(&azurite.connection_string).unwrap();
-    let hub = host::durable::hub::Hub::new("TestHub", 4, storage.clone());
+    let (storage, hub) = test_hub(&azurite);
     let queue = hub.control_queue(hub.partition_of(id));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let send = |messages: Vec<Value>| {
