@@ -33,19 +33,32 @@ pub struct InstanceState {
     pub messages: HashSet<String>,
 }
 
-/// Ids of messages an execution hands on to the next (see `StoredRecord::seen`).
-const SEEN_CARRIED: usize = 1000;
+/// Bytes of message ids an execution hands on to the next (see
+/// `StoredRecord::seen`): about 450 ids of 32 characters, so the start record
+/// stays within its table column (over ~30,000 characters it becomes a blob).
+const SEEN_CARRIED_BYTES: usize = 16_000;
 
 /// The ids of the messages `history`'s execution recorded, with those it was
-/// handed, oldest first, the last [`SEEN_CARRIED`] of them.
+/// handed, oldest first, the most recent within [`SEEN_CARRIED_BYTES`].
 pub fn recent_message_ids(history: &History) -> Vec<String> {
-    let mut ids: Vec<String> = Vec::new();
+    let mut ids: Vec<&String> = Vec::new();
     for stored in &history.records {
-        ids.extend(stored.seen.iter().cloned());
-        ids.extend(stored.message_id.iter().cloned());
+        ids.extend(stored.seen.iter());
+        ids.extend(stored.message_id.iter());
     }
-    let skip = ids.len().saturating_sub(SEEN_CARRIED);
-    ids.split_off(skip)
+    let mut bytes = 0;
+    let keep = ids
+        .iter()
+        .rev()
+        .take_while(|id| {
+            bytes += id.len() + 3;
+            bytes <= SEEN_CARRIED_BYTES
+        })
+        .count();
+    ids[ids.len() - keep..]
+        .iter()
+        .map(|id| (*id).clone())
+        .collect()
 }
 
 impl InstanceState {
@@ -245,7 +258,8 @@ mod tests {
     }
 
     /// An execution that follows another is handed the ids of the messages
-    /// that one took, and hands them on with its own (the last 1,000).
+    /// that one took, and hands them on with its own (the most recent, in
+    /// at most SEEN_CARRIED_BYTES).
     #[test]
     fn message_ids_are_handed_to_the_next_execution() {
         let event = |id: &str| StoredRecord {
@@ -274,12 +288,17 @@ mod tests {
         assert_eq!(carried, ["old", "m1", "m2"]);
         let next = InstanceState::of(&history(vec![start(carried)])).unwrap();
         assert!(next.messages.contains("m1") && next.messages.contains("old"));
+        // 1,500 ids of 32 characters: the most recent that fit are carried.
+        let id = |i: usize| format!("{i:032}");
         let many: Vec<StoredRecord> = std::iter::once(start(Vec::new()))
-            .chain((0..1500).map(|i| event(&format!("e{i}"))))
+            .chain((0..1500).map(|i| event(&id(i))))
             .collect();
         let carried = recent_message_ids(&history(many));
-        assert_eq!(carried.len(), 1000);
-        assert_eq!(carried[0], "e500");
+        let fit = SEEN_CARRIED_BYTES / 35;
+        assert_eq!(carried.len(), fit);
+        assert_eq!(carried[0], id(1500 - fit));
+        assert_eq!(carried[fit - 1], id(1499));
+        assert!(serde_json::to_string(&carried).unwrap().len() <= SEEN_CARRIED_BYTES);
     }
 
     /// Results of work whose scheduling the history does not have (sent
