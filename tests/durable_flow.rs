@@ -423,20 +423,15 @@ fn a_finished_history_behind_a_running_row_is_put_right_by_the_next_owner() {
 
     let second = p.start(&[]);
     let url = second.url(&format!("/runtime/webhooks/durabletask/instances/{id}"));
-    let end = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let doc: Value = client().get(&url).send().unwrap().json().unwrap();
-        if doc["runtimeStatus"] == "Completed" {
-            assert_eq!(doc["output"], done, "{doc}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < end,
-            "the row still says {doc}\n{}",
-            second.output()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let doc = poll(
+        "the status row to say Completed",
+        Duration::from_secs(60),
+        || {
+            let (_, doc) = status(&url);
+            (doc["runtimeStatus"] == "Completed").then_some(doc)
+        },
+    );
+    assert_eq!(doc["output"], done, "{doc}");
     assert!(
         second
             .output()
